@@ -1,0 +1,103 @@
+"""The `emopi` command: a thin shell over the library.
+
+Each sub-command lives in a module that registers its own parser and imports its heavy
+dependencies only when it runs. Sub-commands from other parts of the package (training)
+arrive through the ``emopi.commands`` entry point group, so this module never imports
+``emopi.train`` and ``emopi --help`` stays fast on a Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from emopi.edge import __version__
+from emopi.edge.errors import EmopiError, NotImplementedYet
+
+#: Edge sub-command modules; each exposes ``register(subparsers)``.
+EDGE_COMMANDS: tuple[str, ...] = (
+    "emopi.edge.runner",
+    "emopi.edge.listen",
+    "emopi.edge.bench",
+    "emopi.edge.deploy",
+    "emopi.edge.doctor",
+)
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def not_implemented(name: str, issue: str) -> Handler:
+    """Handler for a sub-command that a later release fills in."""
+
+    def handler(_args: argparse.Namespace) -> int:
+        raise NotImplementedYet(f"`emopi {name}` is not implemented yet (tracked in {issue})")
+
+    return handler
+
+
+def _plugin_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    found = []
+    for ep in metadata.entry_points(group="emopi.commands"):
+        try:
+            found.append(ep.load())
+        except ImportError as exc:  # a broken plugin must not take the whole CLI down
+            logging.getLogger("emopi").debug("plugin %s failed to load: %s", ep.name, exc)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emopi",
+        description="Facial-emotion recognition for the Raspberry Pi.",
+    )
+    parser.add_argument("--version", action="version", version=f"emopi {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logging on errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for registrar in _plugin_registrars():
+        registrar(sub)
+    for module in EDGE_COMMANDS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except EmopiError as exc:
+        if debug:
+            raise
+        print(f"emopi {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # last resort: one line, the traceback only with --debug
+        if debug:
+            raise
+        print(
+            f"emopi {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""`emopi doctor`: what this machine has and lacks for each role, with a fix for each gap."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import platform
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+
+from emopi.edge.errors import EmopiError
+
+OK, WARN, MISSING = "ok", "warn", "missing"
+
+
+@dataclass(frozen=True)
+class Check:
+    role: str
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = {OK: "[ ok ]", WARN: "[warn]", MISSING: "[miss]"}[self.status]
+        text = f"{mark} {self.role:<6} {self.name:<16} {self.detail}"
+        return f"{text}  -> fix: {self.fix}" if self.status != OK and self.fix else text
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 10)
+    return Check(
+        "all",
+        "python",
+        OK if ok else MISSING,
+        f"{platform.python_version()} on {platform.machine()}",
+        "use Python >= 3.10",
+    )
+
+
+def check_numpy() -> Check:
+    v = _version("numpy")
+    return Check("all", "numpy", OK if v else MISSING, v or "not installed", "pip install numpy")
+
+
+def check_tensorflow() -> Check:
+    # Only the distribution metadata: importing TensorFlow would take seconds.
+    v = _version("tensorflow-cpu") or _version("tensorflow")
+    found = v and importlib.util.find_spec("tensorflow") is not None
+    return Check(
+        "train",
+        "tensorflow",
+        OK if found else MISSING,
+        f"tensorflow {v}" if found else "not installed (only needed to train/quantise)",
+        "pip install 'emopi[train]'",
+    )
+
+
+def check_litert() -> Check:
+    v = _version("ai-edge-litert")
+    if not v:
+        detail = "not installed"
+        if _version("tflite-runtime"):
+            detail += " (tflite-runtime is present but unmaintained since 2.14)"
+        return Check("edge", "ai-edge-litert", MISSING, detail, "pip install 'emopi[edge]'")
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+    except Exception as exc:
+        return Check(
+            "edge",
+            "ai-edge-litert",
+            MISSING,
+            f"{v} fails to import: {exc}",
+            "reinstall ai-edge-litert; on Bookworm keep numpy<2",
+        )
+    return Check("edge", "ai-edge-litert", OK, v)
+
+
+def check_opencv() -> list[Check]:
+    try:
+        import cv2
+    except Exception as exc:
+        return [
+            Check(
+                "edge",
+                "opencv",
+                MISSING,
+                f"cannot import cv2: {exc}",
+                "pip install 'opencv-python-headless<5'",
+            )
+        ]
+    checks = [Check("edge", "opencv", OK, cv2.__version__)]
+    if int(cv2.__version__.split(".")[0]) >= 5:
+        checks[0] = Check(
+            "edge",
+            "opencv",
+            MISSING,
+            f"{cv2.__version__} has no Haar cascades",
+            "pip install 'opencv-python-headless<5'",
+        )
+    from emopi.edge.haar import find_cascade
+
+    try:
+        checks.append(Check("edge", "haar cascade", OK, str(find_cascade())))
+    except EmopiError as exc:
+        checks.append(
+            Check(
+                "edge",
+                "haar cascade",
+                MISSING,
+                str(exc),
+                "pip install 'opencv-python-headless<5' or apt install opencv-data",
+            )
+        )
+    gui = "GTK" in cv2.getBuildInformation().split("GUI:")[-1][:400]
+    checks.append(
+        Check(
+            "edge",
+            "preview window",
+            OK if gui else WARN,
+            "GUI OpenCV" if gui else "headless OpenCV: no --preview window",
+            "use --annotate FILE.mp4, or apt install python3-opencv for a window",
+        )
+    )
+    return checks
+
+
+def check_model() -> Check:
+    from emopi.edge.contract import read_metadata
+    from emopi.edge.models import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        return Check(
+            "edge",
+            "shipped model",
+            MISSING,
+            f"{DEFAULT_MODEL} absent",
+            "reinstall emopi, or pass --model PATH",
+        )
+    try:
+        meta = read_metadata(DEFAULT_MODEL)
+    except EmopiError as exc:
+        return Check("edge", "shipped model", MISSING, str(exc), "reinstall emopi")
+    acc = meta.metrics.get("val_accuracy_int8")
+    extra = f", val acc {acc:.1%}" if isinstance(acc, float) else ""
+    return Check("edge", "shipped model", OK, f"{meta.architecture} {meta.input_dtype}{extra}")
+
+
+def check_picamera2() -> Check:
+    if importlib.util.find_spec("picamera2") is not None:
+        return Check("pi", "picamera2", OK, _version("picamera2") or "system package")
+    return Check(
+        "pi",
+        "picamera2",
+        WARN,
+        "not importable (only needed for a Pi camera module)",
+        "apt install python3-picamera2; make the venv with --system-site-packages",
+    )
+
+
+def check_cameras() -> Check:
+    devices = sorted(glob.glob("/dev/video*"))
+    if not devices:
+        return Check(
+            "pi",
+            "camera devices",
+            WARN,
+            "no /dev/video*",
+            "connect a camera, or run with --source FILE|DIR|demo",
+        )
+    usable = [d for d in devices if os.access(d, os.R_OK | os.W_OK)]
+    if not usable:
+        return Check(
+            "pi",
+            "camera devices",
+            MISSING,
+            f"{', '.join(devices)} not accessible",
+            "add the user to group video: sudo usermod -aG video $USER",
+        )
+    return Check("pi", "camera devices", OK, ", ".join(usable))
+
+
+def check_broker(host: str, port: int) -> Check:
+    try:
+        with socket.create_connection((host, port), timeout=1.5):
+            pass
+    except OSError as exc:
+        return Check(
+            "mqtt",
+            "broker",
+            WARN,
+            f"{host}:{port} unreachable ({exc.strerror or exc})",
+            "start a broker (apt install mosquitto) or let `emopi run` embed one",
+        )
+    return Check("mqtt", "broker", OK, f"{host}:{port} reachable")
+
+
+def run_checks(broker: str) -> list[Check]:
+    host, _, port = broker.rpartition(":")
+    checks: list[Check] = [check_python(), check_numpy(), check_tensorflow(), check_litert()]
+    checks += check_opencv()
+    probes: list[Callable[[], Check]] = [check_model, check_picamera2, check_cameras]
+    checks += [probe() for probe in probes]
+    checks.append(check_broker(host or "localhost", int(port or 1883)))
+    return checks
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    checks = run_checks(args.broker)
+    for check in checks:
+        print(check.line())
+    required = {"edge": {"all", "edge"}, "train": {"all", "train", "edge"}}.get(args.role, set())
+    failed = [c for c in checks if c.status == MISSING and c.role in required]
+    return 1 if args.strict and failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="Check what this machine has and lacks for each role.",
+        description="Check what this machine has and lacks for each role, with a fix per gap.",
+    )
+    p.add_argument("--broker", default="localhost:1883", help="MQTT broker HOST:PORT to probe")
+    p.add_argument(
+        "--role",
+        choices=("edge", "train"),
+        default="edge",
+        help="role whose requirements --strict enforces (default: edge)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when something the role needs is missing"
+    )
+    p.set_defaults(handler=_doctor)

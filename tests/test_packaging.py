@@ -1,0 +1,74 @@
+"""Packaging: one import root `emopi`, wheel contents, editable install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (whl,) = out.glob("emopi-*.whl")
+    return whl
+
+
+def test_wheel_has_one_import_root(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    roots = {n.split("/")[0] for n in names if not n.startswith("emopi-")}
+    assert roots == {"emopi"}
+    assert "emopi/edge/contract.py" in names and "emopi/train/cli.py" in names
+    assert "emopi/__init__.py" not in names  # a namespace: edge and train are separate dirs
+    assert not any(n.startswith(("edge/", "train/", "tests/")) for n in names)
+
+
+def test_wheel_ships_the_model_and_entry_points(wheel):
+    zf = zipfile.ZipFile(wheel)
+    names = zf.namelist()
+    assert "emopi/edge/models/emopi-fer-int8.tflite" in names
+    assert "emopi/edge/models/emopi-fer-int8.json" in names
+    ep = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zf.read(ep).decode()
+    assert "emopi = emopi.edge.cli:main" in text and "emopi.train.cli:register" in text
+
+
+def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    zipfile.ZipFile(wheel).extractall(site)  # what pip does for a pure wheel, without network
+    code = "import emopi.edge.contract as c, emopi.train.cli; print(c.LABELS[3])"
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "happy"
+
+
+def test_editable_install_maps_to_the_source_tree():
+    import emopi.edge
+    import emopi.train
+
+    assert Path(emopi.edge.__file__).resolve().parent == ROOT / "edge"
+    assert Path(emopi.train.__file__).resolve().parent == ROOT / "train"
