@@ -118,10 +118,10 @@ def crop_box(
     frame_h, frame_w = frame_shape[:2]
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = int(round(max(0.0, cx - side / 2.0)))
-    y0 = int(round(max(0.0, cy - side / 2.0)))
-    x1 = int(round(min(float(frame_w), cx + side / 2.0)))
-    y1 = int(round(min(float(frame_h), cy + side / 2.0)))
+    x0 = round(max(0.0, cx - side / 2.0))
+    y0 = round(max(0.0, cy - side / 2.0))
+    x1 = round(min(float(frame_w), cx + side / 2.0))
+    y1 = round(min(float(frame_h), cy + side / 2.0))
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
     x0, y0 = min(x0, frame_w - 1), min(y0, frame_h - 1)
     return x0, y0, x1 - x0, y1 - y0

@@ -104,11 +104,11 @@ def test_metadata_detects_replaced_model(tmp_path):
 def test_metadata_missing_and_mismatched_labels(tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(b"x")
-    with pytest.raises(EmopiError, match="metadata .* is missing"):
+    with pytest.raises(EmopiError, match=r"metadata .* is missing"):
         read_metadata(model)
     write_metadata(model, ModelMetadata())
     raw = json.loads((tmp_path / "m.json").read_text())
     raw["labels"] = sorted(raw["labels"])  # the alphabetical-ImageFolder trap
     (tmp_path / "m.json").write_text(json.dumps(raw))
-    with pytest.raises(EmopiError, match="labels .* do not match"):
+    with pytest.raises(EmopiError, match=r"labels .* do not match"):
         read_metadata(model)
