@@ -103,3 +103,9 @@ class Sink(Protocol):
     def publish_stats(self, stats: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+class FrameObserver(Protocol):
+    """Sees per-frame stage timings (seconds) and the face count; e.g. Prometheus histograms."""
+
+    def on_frame(self, timings: dict[str, float], faces: int) -> None: ...
