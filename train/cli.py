@@ -29,9 +29,34 @@ def lazy(module: str, func: str):
     return handler
 
 
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="Train an emotion CNN on FER-2013 (needs emopi[train]).",
+        description="Train an emotion CNN. DATA is a Kaggle fer2013.csv, a class-folder tree "
+        "(train/<class>/*.jpg, val|test/<class>/...) or a cached .npz. Progress goes to "
+        "RUN/train.log; an interrupted run continues with --resume RUN.",
+    )
+    p.add_argument("--data", help="training data (csv, folder tree or npz)")
+    p.add_argument("--arch", help="architecture (default emonet); see `emopi study --help`")
+    p.add_argument("--out", help="parent folder for runs (default runs/)")
+    p.add_argument("--name", help="run folder name (default ARCH-TIMESTAMP)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="batch size (default 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--schedule", choices=("cosine", "plateau"), help="LR schedule")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    p.add_argument("--class-weight", dest="class_weight", choices=("none", "balanced", "sqrt"))
+    p.add_argument("--patience", type=int, help="early-stopping patience, 0 = off (default 5)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-augment", action="store_true", help="disable augmentation")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    p.set_defaults(handler=lazy("commands", "train_command"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    _train_parser(sub)
     for name, help_text, issue in (
-        ("train", "Train an emotion CNN on FER-2013 (needs emopi[train]).", "issue #4"),
         ("evaluate", "Evaluate a .keras or .tflite model and write a report.", "issue #4"),
         ("quantize", "Quantise a trained model to full-int8 TFLite.", "issue #5"),
         ("study", "Reproduce the research's conv-depth study.", "issue #4"),

@@ -1,0 +1,150 @@
+"""Architectures, chosen by name. Every one converts to full-int8 TFLite builtins.
+
+All models take ``(48, 48, 1)`` float pixels in 0..255 and start with ``Rescaling(1/255)``,
+so the int8 input quantisation is the identity ``q = pixel - 128`` and the Pi feeds raw
+pixels. They end in a softmax over :data:`emopi.edge.contract.LABELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from emopi.edge.contract import INPUT_SIZE, LABELS
+from emopi.edge.errors import EmopiError
+from keras import layers
+
+NUM_CLASSES = len(LABELS)
+Builder = Callable[[], keras.Model]
+
+
+def _input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
+    return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+
+
+def _head(x: keras.KerasTensor, dropout: float) -> keras.KerasTensor:
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, separable: bool = False):
+    conv = layers.SeparableConv2D if separable else layers.Conv2D
+    x = conv(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def cnn_depth(depth: int) -> keras.Model:
+    """The research's conv-depth family: ``depth`` plain conv layers, then a dense head.
+
+    Filters double from 32 up to 256; the first four layers halve the resolution
+    (48 -> 3), so deeper variants add layers at the lowest resolution, as the study did.
+    """
+    inputs, x = _input()
+    for i in range(depth):
+        x = layers.Conv2D(min(32 * 2**i, 256), 3, padding="same", activation="relu")(x)
+        if i < 4:
+            x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=f"cnn-depth{depth}")
+
+
+def seq_cnn() -> keras.Model:
+    """The classic Keras Sequential FER baseline (two conv blocks, a wide dense layer)."""
+    return keras.Sequential(
+        [
+            keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face"),
+            layers.Rescaling(1.0 / 255.0, name="rescale"),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(1024, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(NUM_CLASSES, activation="softmax", name="probs"),
+        ],
+        name="seq-cnn",
+    )
+
+
+def mini_xception() -> keras.Model:
+    """mini-Xception (Arriaga et al., 2017): residual depthwise-separable modules, ~58k params."""
+    inputs, x = _input()
+    x = _conv_bn(x, 8)
+    x = _conv_bn(x, 8)
+    for filters in (16, 32, 64, 128):
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)
+        residual = layers.BatchNormalization()(residual)
+        x = _conv_bn(x, filters, separable=True)
+        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, residual])
+    x = layers.Conv2D(NUM_CLASSES, 3, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Softmax(name="probs")(x)
+    return keras.Model(inputs, outputs, name="mini-xception")
+
+
+def mobilenet_tiny() -> keras.Model:
+    """A MobileNet-style depthwise-separable net built from scratch for 48x48 (no download)."""
+    inputs, x = _input()
+    x = _conv_bn(x, 16)
+    for filters, strides in ((32, 2), (64, 1), (64, 2), (128, 1), (128, 2), (256, 1)):
+        x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU(6.0)(x)
+        x = layers.Conv2D(filters, 1, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU(6.0)(x)
+    return keras.Model(inputs, _head(x, 0.3), name="mobilenet-tiny")
+
+
+def emonet() -> keras.Model:
+    """emopi's compact net (~384k params, ~0.4 MB int8).
+
+    Full convolutions where the resolution is low enough to afford them, separable ones at
+    6x6 where channels are wide. One conv at 48x48 only: on a 2-core CPU a second 32-channel
+    conv at full resolution halves training speed for little accuracy.
+    """
+    inputs, x = _input()
+    x = _conv_bn(x, 32)
+    x = layers.MaxPooling2D()(x)
+    for filters in (64, 128):
+        x = _conv_bn(x, filters)
+        x = _conv_bn(x, filters)
+        x = layers.MaxPooling2D()(x)
+        x = layers.SpatialDropout2D(0.1)(x)
+    x = _conv_bn(x, 256, separable=True)
+    x = _conv_bn(x, 256, separable=True)
+    return keras.Model(inputs, _head(x, 0.4), name="emonet")
+
+
+ARCHITECTURES: dict[str, Builder] = {
+    **{f"cnn-depth{d}": (lambda d=d: cnn_depth(d)) for d in (3, 4, 5, 6)},
+    "seq-cnn": seq_cnn,
+    "mini-xception": mini_xception,
+    "mobilenet-tiny": mobilenet_tiny,
+    "emonet": emonet,
+}
+
+
+def build(name: str) -> keras.Model:
+    try:
+        builder = ARCHITECTURES[name]
+    except KeyError:
+        raise EmopiError(
+            f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}"
+        ) from None
+    return builder()
