@@ -66,7 +66,8 @@ class MqttSettings:
     stats_interval: float = 30.0
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
-    spool_max_events: int = 100_000
+    spool_max_events: int = 100_000  # oldest events are dropped (and counted) beyond this
+    spool_max_mb: float = 64.0  # also a size cap for small SD cards (a full disk drops oldest too)
     embedded_port: int = 1883
 
     @classmethod
@@ -124,6 +125,8 @@ class MqttSettings:
             raise EmopiError("[mqtt] state_interval must be >= 0 and stats_interval > 0")
         if self.spool_max_events < 1:
             raise EmopiError(f"[mqtt] spool_max_events must be >= 1, not {self.spool_max_events}")
+        if self.spool_max_mb < 0.1:
+            raise EmopiError(f"[mqtt] spool_max_mb must be >= 0.1, not {self.spool_max_mb}")
         for name, topic in (
             ("topic_prefix", self.topic_prefix),
             ("discovery_prefix", self.discovery_prefix),
@@ -146,7 +149,7 @@ class MqttSettings:
 
 def _checked(cls: type, data: dict[str, Any], section: str) -> dict[str, Any]:
     """Reject unknown keys and values of the wrong type, naming the key."""
-    known = {f.name: f for f in fields(cls) if f.name != "tls"}
+    known = {f.name for f in fields(cls)}
     defaults = cls()
     out: dict[str, Any] = {}
     for key, value in data.items():
