@@ -5,6 +5,7 @@ Public API::
     MqttSettings.from_dict(table) -> MqttSettings   # the TOML table; unknown keys are an error
     settings.validate()                              # raises EmopiError with one clear line
     settings.enabled / settings.embedded             # host != "" / host == "embedded"
+    settings.endpoint()                              # (host, port) to connect to
     settings.prefix(device_id)                       # topic_prefix or "emopi/<device_id>"
     settings.password()                              # env EMOPI_MQTT_PASSWORD, else password_file
 
@@ -90,6 +91,10 @@ class MqttSettings:
     @property
     def embedded(self) -> bool:
         return self.host == EMBEDDED
+
+    def endpoint(self) -> tuple[str, int]:
+        """Where to connect: the embedded broker listens on 127.0.0.1:embedded_port."""
+        return ("127.0.0.1", self.embedded_port) if self.embedded else (self.host, self.port)
 
     def prefix(self, device_id: str) -> str:
         return (self.topic_prefix or f"emopi/{device_id}").rstrip("/")
