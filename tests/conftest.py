@@ -115,3 +115,12 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tiny int8 ``.tflite`` with a valid sidecar (``<name>.json``); built once."""
+    pytest.importorskip("tensorflow", reason="the tiny model is built with TensorFlow")
+    from tiny import build_tiny_int8
+
+    return build_tiny_int8(tmp_path_factory.mktemp("tiny") / "tiny-int8.tflite")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
 from emopi.edge.contract import INPUT_SIZE, LABELS
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from emopi.edge.contract import INPUT_SIZE, LABELS, canonical_label, prepare_face
 from emopi.edge.errors import EmopiError
 

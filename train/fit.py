@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
 from emopi.edge import __version__
 from emopi.edge.contract import LABELS
 from emopi.edge.errors import EmopiError
@@ -199,6 +200,7 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
     """Train (or resume) the run in ``run``; returns the final val metrics."""
     import keras
+
     from emopi.train.augment import make_dataset
     from emopi.train.models import build
 

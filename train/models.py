@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+from keras import layers
+
 from emopi.edge.contract import INPUT_SIZE, LABELS
 from emopi.edge.errors import EmopiError
-from keras import layers
 
 NUM_CLASSES = len(LABELS)
 Builder = Callable[[], keras.Model]
