@@ -1,0 +1,205 @@
+"""SQLite offline spool: every MQTT event is written here first and deleted after its PUBACK.
+
+Public API::
+
+    spool = Spool(path, max_events=100_000, max_bytes=64 * 2**20)
+    row = spool.append(payload)                  # row id; 0 if it had to be dropped (counted)
+    spool.pending(after=0, limit=100)            # [(row id, payload), ...] oldest first
+    spool.delete([row, ...])                     # after the broker acknowledged them
+    spool.depth, spool.dropped                   # rows waiting; rows dropped since the spool exists
+    spool.close()
+
+Guarantees and limits:
+
+* Order survives restarts: ids come from ``AUTOINCREMENT``, so a new row always sorts after
+  every row ever written, even when the newest rows were already deleted.
+* WAL mode with ``synchronous=NORMAL``: a committed row survives ``kill -9`` of the process
+  (a power cut may lose the last few; a full sync per event would cost an SD card write each).
+* Bounded: beyond ``max_events`` rows or ``max_bytes`` on disk the oldest rows are dropped and
+  counted, as they are when the disk is full. ``append`` never raises.
+* Exclusive locking mode: a second emopi process on the same state directory gets one clear
+  error instead of publishing the same events twice.
+* A spool file that is not a database is moved aside (``*.corrupt-<time>``) and a new one started.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from emopi.edge.errors import EmopiError
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE = "mqtt-spool.sqlite3"
+WARN_EVERY_S = 60.0  # at most one warning a minute while events are being dropped
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
+"""
+
+
+class Spool:
+    def __init__(self, path: str | Path, max_events: int = 100_000, max_bytes: int | None = None):
+        self.path = Path(path)
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._last_warning = -WARN_EVERY_S
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmopiError(
+                f"cannot create the state directory {self.path.parent} for the MQTT spool: "
+                f"{exc.strerror or exc}"
+            ) from None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._open_error(exc) from None
+            self._move_aside(exc)
+            self._db = self._open()
+        self._depth = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._dropped = self._db.execute("SELECT value FROM meta WHERE key='dropped'").fetchone()[0]
+        if self._depth:
+            log.info("MQTT spool %s holds %d undelivered event(s)", self.path, self._depth)
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if self._max_bytes:
+                page = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count={max(16, self._max_bytes // page)}")
+            with db:
+                db.executescript(_SCHEMA)  # a write: takes the exclusive lock now, not later
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _open_error(self, exc: sqlite3.Error) -> EmopiError:
+        if "locked" in str(exc):
+            return EmopiError(
+                f"the MQTT spool {self.path} is in use by another emopi process "
+                "(run one `emopi run` per state directory)"
+            )
+        return EmopiError(
+            f"cannot open the MQTT spool {self.path}: {exc} (is the state directory writable?)"
+        )
+
+    def _move_aside(self, exc: sqlite3.Error) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.warning("MQTT spool %s is unreadable (%s); moved to %s", self.path, exc, aside)
+        try:
+            self.path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                sidecar = self.path.with_name(self.path.name + suffix)
+                if sidecar.exists():
+                    sidecar.rename(aside.with_name(aside.name + suffix))
+        except OSError as err:
+            raise EmopiError(
+                f"the MQTT spool {self.path} is corrupt and cannot be moved aside: {err.strerror}"
+            ) from None
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def append(self, payload: str) -> int:
+        """Store one event; drop the oldest to make room. Returns its row id, 0 if dropped."""
+        with self._lock:
+            excess = self._depth + 1 - self._max_events
+            if excess > 0:
+                self._drop_oldest(excess, "spool_max_events reached")
+            for _attempt in range(4):
+                try:
+                    with self._db:
+                        row = self._db.execute(
+                            "INSERT INTO events (payload) VALUES (?)", (payload,)
+                        ).lastrowid
+                    self._depth += 1
+                    return int(row or 0)
+                except sqlite3.Error as exc:
+                    if not _is_full(exc) or not self._depth:
+                        self._count_lost(f"cannot write to the MQTT spool: {exc}")
+                        return 0
+                    if not self._drop_oldest(max(1, self._depth // 10), "the spool is full"):
+                        break
+            self._count_lost("the MQTT spool is full and nothing could be freed")
+            return 0
+
+    def pending(self, after: int = 0, limit: int = 100) -> list[tuple[int, str]]:
+        """Undelivered events with a row id above ``after``, oldest first."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT id, payload FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            ).fetchall()
+
+    def delete(self, rows: Iterable[int]) -> None:
+        """Forget delivered events. On a write error they stay (and are sent again later)."""
+        ids = [(row,) for row in rows]
+        if not ids:
+            return
+        with self._lock:
+            try:
+                with self._db:
+                    cur = self._db.executemany("DELETE FROM events WHERE id = ?", ids)
+                self._depth -= max(0, cur.rowcount)
+            except sqlite3.Error as exc:
+                self._warn(f"cannot delete delivered events from the MQTT spool: {exc}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _drop_oldest(self, count: int, reason: str) -> bool:
+        try:
+            with self._db:
+                cur = self._db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)",
+                    (count,),
+                )
+                gone = max(0, cur.rowcount)
+                self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (gone,))
+        except sqlite3.Error as exc:
+            self._warn(f"cannot drop old events from the MQTT spool: {exc}")
+            return False
+        self._depth -= gone
+        self._dropped += gone
+        self._warn(f"MQTT spool: dropped the {gone} oldest event(s): {reason}")
+        return gone > 0
+
+    def _count_lost(self, reason: str) -> None:
+        """The new event itself could not be stored: count it, best effort on disk too."""
+        self._dropped += 1
+        self._warn(f"{reason}; event dropped")
+        try:
+            with self._db:
+                self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
+        except sqlite3.Error:
+            pass
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            log.warning("%s (%d dropped so far)", message, self._dropped)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "full" in str(exc)
