@@ -1,0 +1,400 @@
+"""MQTT sink that loses no event: spool first, publish, delete after PUBACK, replay in order.
+
+Public API::
+
+    sink = MqttSink(settings, device_id, state_dir, model_id="emopi-fer-int8")
+    sink.publish_event(event)     # <prefix>/event, QoS 1, not retained; spooled until PUBACK
+    sink.publish_state(state)     # <prefix>/state, retained, on change, <= 1 per state_interval
+    sink.publish_stats(stats)     # <prefix>/stats, every stats_interval (calls in between skipped)
+    sink.connected                # the broker session is up
+    sink.wait_connected(timeout)  # EmopiError with the reason when there is no session in time
+    sink.counters()               # spool depth/dropped, events published/spooled, connected
+    sink.close()                  # drain in-flight events, retained `offline`, disconnect
+    make_client(settings, client_id)  # a paho client with auth, TLS and protocol applied
+
+``<prefix>/status`` is a retained ``online`` on every connect; the Last Will is a retained
+``offline`` (QoS 1), also published on :meth:`MqttSink.close`.
+
+How nothing is lost: ``publish_event`` commits the event to the SQLite :class:`Spool` and then
+hands the oldest not-yet-handed rows to paho, at most ``WINDOW`` in flight. A row is deleted
+only when its PUBACK arrives. While the broker is away rows stay in the spool only (bounded,
+drop-oldest); after a reconnect paho re-sends what was in flight, and new rows are handed only
+after the first PUBACK (or at once when nothing was in flight), so the broker sees each event
+in spool order. A restarted process replays the spool from its oldest row before new events.
+QoS 1 is at-least-once: subscribers drop duplicates by ``(run_id, seq)``.
+
+Thread model: paho's network thread runs the callbacks; the pipeline thread calls the
+``publish_*`` methods. Callbacks never block on our lock (paho holds its own locks while it
+calls them): they queue a signal and whoever holds the lock processes the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from emopi.edge.discovery import Discovery
+from emopi.edge.errors import EmopiError
+from emopi.edge.events import EmotionEvent, SceneState
+from emopi.edge.mqtt_settings import MqttSettings
+from emopi.edge.spool import SPOOL_FILE, Spool
+
+log = logging.getLogger(__name__)
+
+WINDOW = 100  # events handed to paho and not yet acknowledged
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+_AUTH_REFUSED = {0x86, 0x87, 0x8C}  # bad user name or password, not authorized, bad auth method
+
+
+def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A paho client with protocol, credentials and TLS from ``settings`` (not connected)."""
+    v5 = settings.protocol == "5" and not settings.embedded  # amqtt speaks MQTT 3.1.1 only
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else True,
+    )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password())
+    tls = settings.tls
+    if tls.active:
+        try:
+            client.tls_set(
+                ca_certs=tls.ca_file or None,
+                certfile=tls.certfile or None,
+                keyfile=tls.keyfile or None,
+                cert_reqs=ssl.CERT_NONE if tls.insecure else ssl.CERT_REQUIRED,
+            )
+        except (OSError, ValueError) as exc:
+            raise EmopiError(f"[mqtt.tls] cannot load the certificates: {exc}") from None
+        if tls.insecure:
+            client.tls_insecure_set(True)
+    return client
+
+
+def describe_connect_error(exc: OSError, host: str, port: int) -> str:
+    """One line for a failed TCP/TLS connection attempt."""
+    where = f"MQTT broker {host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"{where}: TLS certificate verification failed ({exc.verify_message}); "
+            "check [mqtt.tls] ca_file and that host matches the broker certificate"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"{where}: TLS handshake failed ({exc.reason or exc}); is the port a TLS listener?"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"{where}: connection refused (is the broker running on that port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: cannot resolve the host name ({exc.strerror})"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return f"{where}: connection timed out"
+    return f"{where}: cannot connect ({exc.strerror or exc})"
+
+
+def describe_refusal(reason: ReasonCode, host: str, port: int) -> str:
+    hint = ""
+    if reason.value in _AUTH_REFUSED:
+        hint = "; check [mqtt] username and password_file (or $EMOPI_MQTT_PASSWORD)"
+    return f"MQTT broker {host}:{port} refused the connection: {reason}{hint}"
+
+
+class MqttSink:
+    """The pipeline's :class:`~emopi.edge.events.Sink` for an MQTT broker."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        device_id: str,
+        state_dir: str | Path,
+        model_id: str = "",
+    ) -> None:
+        settings.validate()
+        self._settings = settings
+        self._host, self._port = settings.endpoint()
+        self._model_id = model_id
+        prefix = settings.prefix(device_id)
+        self.topics = {name: f"{prefix}/{name}" for name in ("status", "event", "state", "stats")}
+        self._spool = Spool(
+            Path(state_dir) / SPOOL_FILE,
+            settings.spool_max_events,
+            int(settings.spool_max_mb * 2**20),
+        )
+        self._discovery = (
+            Discovery(settings.discovery_prefix, prefix, device_id, model_id)
+            if settings.discovery
+            else None
+        )
+        # Event delivery state; guarded by _lock, fed by _signals (see module docstring).
+        self._lock = threading.Lock()
+        self._signals: deque[tuple[Any, ...]] = deque()
+        self._inflight: dict[int, int] = {}  # paho mid -> spool row
+        self._handed = 0  # highest spool row handed to paho by this process
+        self._may_hand = False
+        self._published = 0
+        self._spooled = 0
+        self._rejected = 0
+        # Retained state: latest JSON, rate limiting, a timer for a deferred change.
+        self._state_lock = threading.Lock()
+        self._state_json: str | None = None  # latest state, published or pending
+        self._state_key: str | None = None  # latest state without its timestamp
+        self._state_sent_at = -float("inf")
+        self._state_dirty = False
+        self._state_timer: threading.Timer | None = None
+        self._stats_sent_at = -float("inf")
+        self._started = time.monotonic()
+        self._is_connected = threading.Event()
+        self._error: str | None = None
+        self._refused = False
+        self._closed = False
+        self._spool_open = True
+
+        self._client = make_client(settings, settings.client_id or f"emopi-{device_id}")
+        self._client.will_set(self.topics["status"], "offline", qos=1, retain=True)
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._wrap_reconnect()
+        self._client.connect_async(self._host, self._port, keepalive=settings.keepalive)
+        self._client.loop_start()
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def connected(self) -> bool:
+        return self._is_connected.is_set()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last connection attempt failed (None while connected)."""
+        return self._error
+
+    def wait_connected(self, timeout: float) -> None:
+        """Block until the broker session is up; raise :class:`EmopiError` with the reason.
+
+        A refusal for credentials raises at once: retrying will not fix a wrong password.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._is_connected.wait(0.05):
+            if self._refused or time.monotonic() >= deadline:
+                raise EmopiError(
+                    self._error
+                    or f"no answer from MQTT broker {self._host}:{self._port} after {timeout:g}s"
+                )
+
+    def publish_event(self, event: EmotionEvent) -> None:
+        if self._closed:
+            raise RuntimeError("MqttSink.publish_event after close()")
+        self._spool.append(event.to_json())
+        self._spooled += 1
+        self._signal("kick")
+
+    def publish_state(self, state: SceneState) -> None:
+        doc = state.to_dict()
+        key = json.dumps({k: v for k, v in doc.items() if k != "ts"}, sort_keys=True)
+        with self._state_lock:
+            if key == self._state_key:
+                return
+            self._state_key = key
+            self._state_json = json.dumps(doc, separators=(",", ":"))
+            self._state_dirty = True
+            wait = self._state_sent_at + self._settings.state_interval - time.monotonic()
+            if wait > 0:
+                if self._state_timer is None:
+                    self._state_timer = threading.Timer(wait, self._flush_state)
+                    self._state_timer.daemon = True
+                    self._state_timer.start()
+                return
+        self._flush_state()
+
+    def publish_stats(self, stats: dict[str, Any]) -> None:
+        now = time.monotonic()
+        # 10% slack so a caller on its own stats_interval timer is never skipped for jitter.
+        if now - self._stats_sent_at < 0.9 * self._settings.stats_interval or not self.connected:
+            return
+        self._stats_sent_at = now
+        doc = {
+            **stats,
+            **self.counters(),
+            "model_id": stats.get("model_id", self._model_id),
+            "uptime_s": round(stats.get("uptime_s", now - self._started), 1),
+            "ts": round(time.time(), 3),
+        }
+        self._client.publish(self.topics["stats"], json.dumps(doc, default=str), qos=0)
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "spool_depth": self._spool.depth,
+            "spool_dropped": self._spool.dropped,
+            "events_spooled": self._spooled,
+            "events_published": self._published,
+            "events_rejected": self._rejected,
+            "broker_connected": self.connected,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Wait up to ``timeout`` for in-flight events, say ``offline``, disconnect.
+
+        Events not acknowledged by then stay in the spool for the next start.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with self._state_lock:
+            if self._state_timer is not None:
+                self._state_timer.cancel()
+                self._state_timer = None
+        self._flush_state()
+        deadline = time.monotonic() + timeout
+        while self.connected and self._spool.depth and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self._signal("kick")
+        if self.connected:
+            info = self._client.publish(self.topics["status"], "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):  # the connection dropped meanwhile
+                info.wait_for_publish(max(0.5, deadline - time.monotonic()))
+        self._client.disconnect()
+        self._client.loop_stop()
+        with self._lock:
+            self._spool.close()
+            self._spool_open = False
+        if self._spool.depth:
+            log.info("%d MQTT event(s) stay spooled for the next start", self._spool.depth)
+
+    # ------------------------------------------------------------ event delivery
+
+    def _signal(self, *item: Any) -> None:
+        """Queue a signal and process the queue unless another thread is doing it."""
+        self._signals.append(item)
+        while self._signals:
+            if not self._lock.acquire(blocking=False):
+                return  # the holder re-checks the queue after releasing
+            try:
+                self._process_signals()
+            finally:
+                self._lock.release()
+
+    def _process_signals(self) -> None:
+        acked: list[int] = []
+        while self._signals:
+            kind, *args = self._signals.popleft()
+            if kind == "ack":
+                mid, reason = args
+                row = self._inflight.pop(mid, None)
+                if row is None:
+                    continue  # status, state, stats or discovery
+                self._may_hand = True  # an ack: paho's re-send after a reconnect is under way
+                acked.append(row)
+                if reason.is_failure:
+                    self._rejected += 1
+                    log.warning("MQTT broker rejected event (spool row %d): %s", row, reason)
+                else:
+                    self._published += 1
+            elif kind == "connect":
+                self._may_hand = not self._inflight
+            elif kind == "disconnect":
+                self._may_hand = False
+        if not self._spool_open:
+            return  # closed: unacknowledged rows stay on disk for the next start
+        self._spool.delete(acked)
+        if self._may_hand:
+            self._hand_rows()
+
+    def _hand_rows(self) -> None:
+        room = WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        for row, payload in self._spool.pending(after=self._handed, limit=room):
+            info = self._client.publish(
+                self.topics["event"], payload, qos=self._settings.qos, retain=False
+            )
+            queued = info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self._settings.qos > 0
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS and not queued:
+                return  # not taken by paho: the row stays spooled and is handed again later
+            self._inflight[info.mid] = row
+            self._handed = row
+
+    # ------------------------------------------------------------ paho callbacks
+
+    def _on_connect(self, client, _userdata, _flags, reason: ReasonCode, _props) -> None:
+        if reason.is_failure:
+            self._set_error(describe_refusal(reason, self._host, self._port))
+            self._refused = reason.value in _AUTH_REFUSED
+            return
+        log.info("connected to MQTT broker %s:%d", self._host, self._port)
+        self._error, self._refused = None, False
+        client.publish(self.topics["status"], "online", qos=1, retain=True)
+        if self._discovery:
+            client.subscribe(self._discovery.status_topic, qos=1)
+            self._discovery.publish(client)
+        with self._state_lock:
+            self._state_dirty = self._state_json is not None
+        self._is_connected.set()
+        self._flush_state()
+        self._signal("connect")
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason: ReasonCode, _props) -> None:
+        was_connected = self._is_connected.is_set()
+        self._is_connected.clear()
+        self._signal("disconnect")
+        if was_connected and not self._closed:
+            log.warning(
+                "lost MQTT broker %s:%d (%s); events are spooled until it is back",
+                self._host,
+                self._port,
+                reason,
+            )
+
+    def _on_publish(self, _client, _userdata, mid: int, reason: ReasonCode, _props) -> None:
+        self._signal("ack", mid, reason)
+
+    def _on_message(self, client, _userdata, message: mqtt.MQTTMessage) -> None:
+        disc = self._discovery
+        if disc and message.topic == disc.status_topic and disc.is_online(message.payload):
+            log.info("Home Assistant is online: republishing discovery")
+            disc.publish(client)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _flush_state(self) -> None:
+        """Publish the latest state if it changed since it was last sent (and we are online)."""
+        with self._state_lock:
+            self._state_timer = None
+            if not self._state_dirty or self._state_json is None or not self.connected:
+                return
+            self._state_dirty = False
+            self._state_sent_at = time.monotonic()
+            payload = self._state_json
+        self._client.publish(self.topics["state"], payload, qos=1, retain=True)
+
+    def _set_error(self, message: str) -> None:
+        if message != self._error:
+            log.error("%s", message)
+        self._error = message
+
+    def _wrap_reconnect(self) -> None:
+        """Record why a connection attempt failed: paho only retries, it does not say why."""
+        reconnect = self._client.reconnect
+
+        def recording_reconnect() -> MQTTErrorCode:
+            try:
+                return reconnect()
+            except OSError as exc:
+                self._set_error(describe_connect_error(exc, self._host, self._port))
+                raise
+
+        self._client.reconnect = recording_reconnect  # type: ignore[method-assign]
