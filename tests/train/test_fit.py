@@ -1,0 +1,96 @@
+"""Training runs: run-folder contents, resume after an interruption, CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import run_cli
+from tiny import synthetic_faces
+
+from emopi.train import fit
+from emopi.train.data import Faces, save_npz
+from emopi.train.fit import TrainConfig, new_run_dir, train
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    x, y = synthetic_faces(280)
+    xv, yv = synthetic_faces(70, seed=1)
+    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
+    return save_npz(path, {"train": Faces(x, y, "synthetic"), "val": Faces(xv, yv, "synthetic")})
+
+
+def config(npz, tmp_path, **kw):
+    return TrainConfig(
+        data=str(npz),
+        arch="mini-xception",
+        out=str(tmp_path),
+        batch_size=32,
+        cache_dir=str(tmp_path / "cache"),
+        **kw,
+    )
+
+
+def history_epochs(run):
+    with (run / "history.csv").open() as fh:
+        return [int(row["epoch"]) for row in csv.DictReader(fh)]
+
+
+def test_run_folder_holds_config_versions_data_history_and_model(npz, tmp_path):
+    cfg = config(npz, tmp_path, epochs=1, name="one")
+    run = new_run_dir(cfg)
+    metrics = train(cfg, run, verbose=0)
+    for name in (
+        "config.json",
+        "versions.json",
+        "data.json",
+        "history.csv",
+        "train.log",
+        "best.keras",
+        "last.keras",
+        "metrics.json",
+    ):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["arch"] == "mini-xception"
+    assert json.loads((run / "data.json").read_text())["train"]["images"] == 280
+    assert "tensorflow" in json.loads((run / "versions.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and set(metrics["per_class_recall"]) >= {"disgust"}
+    assert "epoch 1/1" in (run / "train.log").read_text()
+    with pytest.raises(Exception, match="already exists; pass --resume"):
+        new_run_dir(cfg)
+
+
+def test_resume_continues_after_an_interruption(npz, tmp_path, monkeypatch):
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt  # the session is cut off mid-run
+
+    original = fit._callbacks
+    monkeypatch.setattr(fit, "_callbacks", lambda cfg, run: [*original(cfg, run), Crash()])
+    cfg = config(npz, tmp_path, epochs=3, name="resumable", patience=0)
+    run = new_run_dir(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, verbose=0)
+    assert history_epochs(run) == [0, 1]
+    monkeypatch.setattr(fit, "_callbacks", original)
+    train(TrainConfig.from_json(run / "config.json"), run, verbose=0)
+    assert history_epochs(run) == [0, 1, 2]  # resumed at epoch 2, nothing repeated
+
+
+def test_cli_bad_data_is_one_line(tmp_path):
+    out = run_cli("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"emopi train: error: data {tmp_path / 'missing'} does not exist"
+    )
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_resume_of_non_run_folder(tmp_path):
+    out = run_cli("train", "--resume", str(tmp_path))
+    assert out.returncode == 2 and "is not a run folder" in out.stderr
