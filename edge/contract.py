@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from emopi.edge.errors import EmopiError
 
 #: FER-2013 label order. Index ``i`` of every model output is ``LABELS[i]``.

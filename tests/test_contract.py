@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from emopi.edge import contract
 from emopi.edge.contract import (
     LABELS,

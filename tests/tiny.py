@@ -50,8 +50,11 @@ def train_tiny(epochs: int = 4):
     keras.utils.set_random_seed(0)
     x, y = synthetic_faces(1400)
     model = tiny_keras_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     model.fit(x[..., None].astype("float32"), y, epochs=epochs, batch_size=64, verbose=0)
     return model
 
@@ -65,6 +68,12 @@ def build_tiny_int8(out: Path, calib: np.ndarray | None = None) -> Path:
     x_val, y_val = synthetic_faces(350, seed=1)
     if calib is None:
         calib = synthetic_faces(140, seed=2)[0]
-    quantize_model(model, calib, Faces(x_val, y_val, "synthetic"), out, architecture="tiny",
-                   training_data={"source": "synthetic blobs (tests/tiny.py)"})
+    quantize_model(
+        model,
+        calib,
+        Faces(x_val, y_val, "synthetic"),
+        out,
+        architecture="tiny",
+        training_data={"source": "synthetic blobs (tests/tiny.py)"},
+    )
     return out
