@@ -1,0 +1,42 @@
+"""Fixtures for the MQTT tests: sinks that are always closed, subscribers that always stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqtt_driver import Subscriber
+
+from emopi.edge.mqtt_settings import MqttSettings
+from emopi.edge.publisher import MqttSink
+
+
+@pytest.fixture
+def make_sink(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
+    sinks: list[MqttSink] = []
+
+    def factory(settings: MqttSettings, device_id: str = "testpi", **kw: Any) -> MqttSink:
+        kw.setdefault("state_dir", tmp_path / "state")
+        sink = MqttSink(settings, device_id, **kw)
+        sinks.append(sink)
+        return sink
+
+    yield factory
+    for sink in sinks:
+        sink.close(timeout=1)
+
+
+@pytest.fixture
+def subscribe() -> Iterator[Callable[..., Subscriber]]:
+    subs: list[Subscriber] = []
+
+    def factory(port: int, *topics: str, **kw: Any) -> Subscriber:
+        sub = Subscriber(port, topics or ("#",), **kw)
+        subs.append(sub)
+        return sub
+
+    yield factory
+    for sub in subs:
+        sub.close()

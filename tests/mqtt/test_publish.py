@@ -1,0 +1,235 @@
+"""MqttSink against a real mosquitto: events, status, state, stats, outages, kill -9."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mqtt_driver import DEVICE, dedup, make_event, plain_settings
+
+from emopi.edge.events import EmotionEvent, FaceState, SceneState
+from emopi.edge.spool import SPOOL_FILE, Spool
+
+PREFIX = f"emopi/{DEVICE}"
+DRIVER = Path(__file__).with_name("mqtt_driver.py")
+
+
+def face(track: int, emotion: str) -> FaceState:
+    return FaceState(track, emotion, 0.9, (0.1, 0.1, 0.2, 0.2))
+
+
+def retained(subscribe, port: int, topic: str, timeout: float = 5.0) -> bytes:
+    """What a new subscriber gets on ``topic`` (the retained message)."""
+    sub = subscribe(port, topic)
+    got = sub.wait_count(topic, 1, timeout)
+    assert got[0].retain
+    return got[-1].payload
+
+
+def last_payload(sub, topic: str) -> bytes | None:
+    got = sub.on(topic)
+    return got[-1].payload if got else None
+
+
+def start_driver(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def read_phase(proc: subprocess.Popen, phase: str) -> dict:
+    for line in proc.stdout:
+        doc = json.loads(line)
+        if doc["phase"] == phase:
+            return doc
+    raise AssertionError(f"driver exited before {phase!r}: {proc.stderr.read()[-2000:]}")
+
+
+def persistent_broker(broker, tmp_path: Path) -> None:
+    """Restart ``own_mosquitto`` with persistence, so queued messages survive its restart."""
+    broker.stop()
+    store = tmp_path / "mosquitto-store"
+    store.mkdir()
+    with broker.conf.open("a") as conf:
+        conf.write(f"persistence true\npersistence_location {store}/\nuser root\n")
+    broker.start()
+
+
+def test_events_arrive_with_schema_and_qos1(mosquitto, make_sink, subscribe):
+    sub = subscribe(mosquitto.port, f"{PREFIX}/event")
+    sink = make_sink(plain_settings(mosquitto.port, discovery=False))
+    sink.wait_connected(10)
+    sent = [make_event(seq) for seq in range(1, 31)]
+    for event in sent:
+        sink.publish_event(event)
+    got = sub.wait_count(f"{PREFIX}/event", 30)
+    assert all(m.qos == 1 and not m.retain for m in got)
+    for event, msg in zip(sent, got, strict=True):
+        doc = msg.json()
+        assert doc == event.to_dict()
+        assert {"type", "seq", "run_id", "device_id", "track_id", "emotion", "ts"} <= doc.keys()
+        doc["box"] = tuple(doc["box"])
+        assert EmotionEvent(**doc) == event
+    sub.wait_for(lambda: sink.counters()["spool_depth"] == 0)
+    assert sink.counters()["events_published"] == 30
+
+
+def test_status_is_retained_online_then_offline_on_close(mosquitto, make_sink, subscribe):
+    sink = make_sink(plain_settings(mosquitto.port, discovery=False))
+    sink.wait_connected(10)
+    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"online"
+    sink.close()
+    assert not sink.connected
+    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"offline"
+
+
+def test_state_is_retained_on_change_and_rate_limited(mosquitto, make_sink, subscribe):
+    topic = f"{PREFIX}/state"
+    sub = subscribe(mosquitto.port, topic)
+    sink = make_sink(plain_settings(mosquitto.port, discovery=False, state_interval=0.5))
+    sink.wait_connected(10)
+    for i in range(5):  # same scene, new timestamps: one message
+        sink.publish_state(SceneState(ts=100.0 + i, faces=(face(1, "happy"),)))
+    for i, emotion in enumerate(("sad", "angry", "fear", "surprise")):  # 4 changes in < 0.5 s
+        sink.publish_state(
+            SceneState(ts=200.0 + i, faces=(face(1, emotion), face(2, "sad"), face(3, "sad")))
+        )
+    got = sub.wait_count(topic, 2, timeout=5)
+    time.sleep(0.7)  # nothing else may follow the deferred publication
+    got = sub.on(topic)
+    assert len(got) == 2
+    first, last = got[0].json(), got[1].json()
+    assert first["dominant"] == "happy" and first["face_count"] == 1
+    assert last["faces"][0]["emotion"] == "surprise" and last["face_count"] == 3
+    assert last["dominant"] == "sad"
+    assert json.loads(retained(subscribe, mosquitto.port, topic)) == last
+
+
+def test_stats_add_spool_and_connection_and_keep_secrets(
+    mosquitto, make_sink, subscribe, monkeypatch, caplog
+):
+    secret = "s3cret-Pa55word"
+    monkeypatch.setenv("EMOPI_MQTT_PASSWORD", secret)
+    caplog.set_level(logging.DEBUG)
+    sub = subscribe(mosquitto.port, f"{PREFIX}/#")
+    sink = make_sink(
+        plain_settings(mosquitto.port, discovery=False, username="emopi"), model_id="m-1"
+    )
+    sink.wait_connected(10)
+    sink.publish_event(make_event(1))
+    sub.wait_for(lambda: sink.counters()["events_published"] == 1)
+    sink.publish_stats({"fps": 12.5, "latency_ms": {"detect": 8.0}})
+    sink.publish_stats({"fps": 99.0})  # within stats_interval: skipped
+    stats = sub.wait_count(f"{PREFIX}/stats", 1)[0].json()
+    assert stats["fps"] == 12.5 and stats["latency_ms"] == {"detect": 8.0}
+    assert stats["spool_depth"] == 0 and stats["spool_dropped"] == 0
+    assert stats["events_published"] == 1 and stats["broker_connected"] is True
+    assert stats["model_id"] == "m-1" and stats["uptime_s"] >= 0
+    time.sleep(0.3)
+    assert len(sub.on(f"{PREFIX}/stats")) == 1
+    assert all(secret.encode() not in m.payload for m in sub.messages)
+    assert secret not in caplog.text and secret not in repr(sink.__dict__)
+
+
+def test_lwt_marks_a_killed_publisher_offline(mosquitto, tmp_path, subscribe):
+    proc = start_driver("--port", str(mosquitto.port), "--state-dir", str(tmp_path), "--hold")
+    try:
+        read_phase(proc, "published")
+        sub = subscribe(mosquitto.port, f"{PREFIX}/status")
+        sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"online")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"offline")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"offline"
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(own_mosquitto, tmp_path, make_sink, subscribe):
+    persistent_broker(own_mosquitto, tmp_path)
+    topic = f"{PREFIX}/event"
+    sub = subscribe(own_mosquitto.port, topic, client_id="outage-sub", persistent=True)
+    sink = make_sink(plain_settings(own_mosquitto.port, discovery=False))
+    sink.wait_connected(10)
+    total = 400
+
+    def produce() -> None:
+        for seq in range(1, total + 1):
+            sink.publish_event(make_event(seq))
+            time.sleep(0.004)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    sub.wait_for(lambda: len(sub.on(topic)) >= 50)
+    own_mosquitto.stop()  # mid-stream
+    time.sleep(0.5)
+    assert not sink.connected
+    assert sink.counters()["spool_depth"] > 0
+    own_mosquitto.start()
+    producer.join()
+    sub.wait_for(lambda: len(dedup(sub.on(topic))) >= total, timeout=30)
+    assert dedup(sub.on(topic)) == [("run-a", seq) for seq in range(1, total + 1)]
+    sub.wait_for(lambda: sink.counters()["spool_depth"] == 0)
+    assert sink.counters()["spool_dropped"] == 0
+
+
+def test_kill9_with_spooled_events_then_restart_drains_in_order(own_mosquitto, tmp_path, subscribe):
+    state = tmp_path / "state"
+    own_mosquitto.stop()  # nothing to deliver to: everything is spooled
+    port = str(own_mosquitto.port)
+    proc = start_driver("--port", port, "--state-dir", str(state), "--count", "25", "--hold")
+    try:
+        assert read_phase(proc, "published")["spool_depth"] == 25
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait()
+    spool = Spool(state / SPOOL_FILE)
+    assert spool.depth == 25
+    spool.close()
+
+    own_mosquitto.start()
+    sub = subscribe(own_mosquitto.port, f"{PREFIX}/event")
+    proc = start_driver(
+        "--port", port, "--state-dir", str(state), "--run-id", "run-b", "--count", "5", "--drain"
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    closed = [json.loads(line) for line in out.splitlines()][-1]
+    assert closed["phase"] == "closed" and closed["spool_depth"] == 0
+    sub.wait_for(lambda: len(dedup(sub.on(f"{PREFIX}/event"))) >= 30)
+    expected = [("run-a", s) for s in range(1, 26)] + [("run-b", s) for s in range(1, 6)]
+    assert dedup(sub.on(f"{PREFIX}/event")) == expected
+
+
+def test_close_while_broker_is_down_is_quick_and_keeps_the_spool(
+    own_mosquitto, tmp_path, make_sink
+):
+    state = tmp_path / "state"
+    sink = make_sink(plain_settings(own_mosquitto.port, discovery=False), state_dir=state)
+    sink.wait_connected(10)
+    own_mosquitto.stop()
+    for seq in range(1, 4):
+        sink.publish_event(make_event(seq))
+    start = time.monotonic()
+    sink.close(timeout=1)
+    assert time.monotonic() - start < 5
+    with pytest.raises(RuntimeError):
+        sink.publish_event(make_event(4))
+    spool = Spool(state / SPOOL_FILE)
+    assert [json.loads(p)["seq"] for _, p in spool.pending()] == [1, 2, 3]
+    spool.close()
