@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import threading
 import time
@@ -28,6 +29,12 @@ from emopi.edge.publisher import MqttSink
 
 DEVICE = "testpi"
 EMOTIONS = ("happy", "sad", "neutral", "surprise")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_event(seq: int, run_id: str = "run-a", device_id: str = DEVICE) -> EmotionEvent:
