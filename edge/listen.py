@@ -1,10 +1,25 @@
-"""`emopi listen`: Subscribe to an emopi broker and pretty-print its events."""
+"""`emopi listen`: subscribe to an emopi broker and pretty-print what the devices publish.
+
+Meant to check a deployment: ``emopi listen --host broker.lan`` shows every device's status,
+events (duplicates from QoS-1 redelivery are dropped by ``(run_id, seq)``), state and stats.
+``--raw`` prints topic and payload as they are; ``--count``/``--timeout`` make it scriptable.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Any
 
-from emopi.edge.cli import not_implemented
+from emopi.edge.errors import EmopiError
+from emopi.edge.mqtt_settings import MqttSettings, TlsSettings
+
+CONNECT_TIMEOUT_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,4 +28,152 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Subscribe to an emopi broker and pretty-print its events.",
         description="Subscribe to an emopi broker and pretty-print its events.",
     )
-    p.set_defaults(handler=not_implemented("listen", "issue #8 (MQTT)"))
+    p.add_argument("--host", default="127.0.0.1", help="broker host (default: %(default)s)")
+    p.add_argument("--port", type=int, default=None, help="broker port (1883, or 8883 with TLS)")
+    p.add_argument(
+        "--topic",
+        action="append",
+        help="topic filter, repeatable (default: emopi/#)",
+    )
+    p.add_argument("--username", default="")
+    p.add_argument("--password-file", default="", help="or set $EMOPI_MQTT_PASSWORD")
+    p.add_argument("--tls-ca", default="", help="CA file; turns TLS on")
+    p.add_argument("--tls", action="store_true", help="TLS with the system CA store")
+    p.add_argument("--insecure", action="store_true", help="do not verify the broker certificate")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="3.1.1")
+    p.add_argument("--raw", action="store_true", help="print topic and payload unchanged")
+    p.add_argument("--count", type=int, default=0, help="exit after N messages")
+    p.add_argument("--timeout", type=float, default=0, help="exit after S seconds")
+    p.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> MqttSettings:
+    tls = TlsSettings(enabled=args.tls, ca_file=args.tls_ca, insecure=args.insecure)
+    port = args.port or (8883 if tls.active else 1883)
+    settings = MqttSettings(
+        host=args.host,
+        port=port,
+        username=args.username,
+        password_file=args.password_file,
+        tls=tls,
+        protocol=args.protocol,
+    )
+    settings.validate()
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from emopi.edge.publisher import describe_connect_error, describe_refusal, make_client
+
+    settings = settings_from_args(args)
+    topics = args.topic or ["emopi/#"]
+    printer = Printer(raw=args.raw)
+    connack: list[Any] = []
+    connected = threading.Event()
+    done = threading.Event()
+    seen = 0
+
+    def on_connect(client, _userdata, _flags, reason, _props) -> None:
+        connack.append(reason)
+        if not reason.is_failure:
+            for topic in topics:
+                client.subscribe(topic, qos=1)
+        connected.set()
+
+    def on_message(_client, _userdata, message) -> None:
+        nonlocal seen
+        if printer.show(message.topic, message.payload):
+            seen += 1
+            if args.count and seen >= args.count:
+                done.set()
+
+    client = make_client(settings, f"emopi-listen-{os.getpid()}")
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(settings.host, settings.port, keepalive=30)
+    except OSError as exc:
+        raise EmopiError(describe_connect_error(exc, settings.host, settings.port)) from None
+    client.loop_start()
+    try:
+        if not connected.wait(CONNECT_TIMEOUT_S):
+            raise EmopiError(
+                f"MQTT broker {settings.host}:{settings.port} did not answer the connection "
+                f"within {CONNECT_TIMEOUT_S:g}s (is it an MQTT port? TLS needs --tls-ca/--tls)"
+            )
+        if connack[0].is_failure:
+            raise EmopiError(describe_refusal(connack[0], settings.host, settings.port))
+        print(
+            f"listening on {settings.host}:{settings.port} to {', '.join(topics)}", file=sys.stderr
+        )
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        while not done.wait(0.2):
+            if deadline and time.monotonic() >= deadline:
+                break
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if args.count and seen < args.count:
+        raise EmopiError(f"got {seen} of {args.count} message(s) within {args.timeout:g}s")
+    return 0
+
+
+class Printer:
+    """Formats emopi messages as one line each; drops duplicate events by (run_id, seq)."""
+
+    def __init__(self, raw: bool = False, out: Any = None) -> None:
+        self.raw = raw
+        self.out = out or sys.stdout
+        self._seen: set[tuple[str, int]] = set()
+
+    def show(self, topic: str, payload: bytes) -> bool:
+        """Print one message; False for a duplicate event (not printed)."""
+        try:
+            line = self.format(topic, payload)
+        except (ValueError, TypeError, AttributeError):  # JSON, but not the emopi schema
+            line = f"{topic} (unexpected payload) {payload[:500]!r}"
+        if line is None:
+            return False
+        print(line, file=self.out, flush=True)
+        return True
+
+    def format(self, topic: str, payload: bytes) -> str | None:
+        text = payload.decode("utf-8", errors="replace")
+        if self.raw:
+            return f"{topic} {text}"
+        kind = topic.rsplit("/", 1)[-1]
+        try:
+            doc = json.loads(text) if kind in ("event", "state", "stats", "config") else None
+        except ValueError:
+            return f"{topic} (not JSON) {text}"
+        if kind == "event" and isinstance(doc, dict):
+            key = (str(doc.get("run_id")), int(doc.get("seq", -1)))
+            if key in self._seen:
+                return None
+            self._seen.add(key)
+            return _event_line(doc)
+        if kind == "status":
+            return f"{_now()} {topic.rsplit('/', 1)[0]} is {text}"
+        if kind == "state" and isinstance(doc, dict):
+            dominant = doc.get("dominant") or "-"
+            return f"{_now()} {topic}: {doc.get('face_count', 0)} face(s), dominant {dominant}"
+        if kind == "stats" and isinstance(doc, dict):
+            fields = ", ".join(f"{k} {v}" for k, v in doc.items() if not isinstance(v, dict))
+            return f"{_now()} {topic}: {fields}"
+        return f"{_now()} {topic} {text}"
+
+
+def _now() -> str:
+    return datetime.now().strftime("%H:%M:%S")
+
+
+def _event_line(doc: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(float(doc.get("ts", time.time()))).strftime("%H:%M:%S")
+    head = f"{when} {doc.get('device_id', '?')} #{doc.get('seq')} {doc.get('type', '?'):<6}"
+    track = f"track {doc.get('track_id')}"
+    emotion = f"{doc.get('emotion')} {float(doc.get('confidence', 0)):.2f}"
+    if doc.get("type") == "update" and doc.get("before"):
+        return f"{head} {track} {doc['before']} -> {emotion}"
+    if doc.get("type") == "end":
+        return f"{head} {track} left after {float(doc.get('duration', 0)):.1f}s ({emotion})"
+    return f"{head} {track} {emotion}"
