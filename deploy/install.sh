@@ -221,6 +221,22 @@ check_python() {
   fi
 }
 
+# Bad input fails before anything changes.
+check_inputs() {
+  if [ -n "$CONFIG" ] && [ ! -f "$CONFIG" ]; then die "config $CONFIG does not exist"; fi
+  if [ -n "$MODEL" ]; then
+    case "$MODEL" in *.tflite) ;; *) die "model $MODEL is not a .tflite file" ;; esac
+    [ -f "$MODEL" ] || die "model $MODEL does not exist"
+    [ -f "${MODEL%.tflite}.json" ] || die "model $MODEL has no metadata sidecar ${MODEL%.tflite}.json"
+  fi
+  local i
+  for ((i = 0; i < ${#PIP_OPTS[@]}; i++)); do
+    if [ "${PIP_OPTS[$i]}" = --find-links ] && [ ! -d "${PIP_OPTS[$((i + 1))]}" ]; then
+      die "wheelhouse ${PIP_OPTS[$((i + 1))]} is not a directory"
+    fi
+  done
+}
+
 # ---------------------------------------------------------------------------- steps
 apt_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 apt_available() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -qv '(none)'; }
@@ -390,14 +406,19 @@ step_config() {
 step_model() {
   [ -n "$MODEL" ] || return 0
   step "model $(basename "$MODEL") -> $MODELS"
-  [ -f "$MODEL" ] || die "model $MODEL does not exist"
-  local sidecar=${MODEL%.tflite}.json group
-  [ -f "$sidecar" ] || die "model $MODEL has no metadata sidecar $sidecar"
+  local sidecar=${MODEL%.tflite}.json group name tmp
+  name=$(basename "$MODEL")
   group=$(config_group)
   [ -d "$MODELS" ] || change install -d -m 0755 "$MODELS"
-  install_file "$MODEL" "$MODELS/$(basename "$MODEL")" 0640 "$group" && RESTART_NEEDED=1
+  install_file "$MODEL" "$MODELS/$name" 0640 "$group" && RESTART_NEEDED=1
   install_file "$sidecar" "$MODELS/$(basename "$sidecar")" 0640 "$group" && RESTART_NEEDED=1
-  note "point the config at it: model = \"/etc/emopi/models/$(basename "$MODEL")\""
+  # The environment outranks the config file, so the service uses this model whatever
+  # [classify] model says; remove the drop-in to go back to the config's choice.
+  tmp=$(mktemp)
+  printf '# Written by install.sh --model: the model the service runs.\n[Service]\n%s\n' \
+    "Environment=EMOPI_CLASSIFY_MODEL=$MODELS/$name" >"$tmp"
+  install_file "$tmp" "$DROPIN_DIR/20-model.conf" 0644 root && UNIT_CHANGED=1
+  rm -f "$tmp"
 }
 
 systemd_version() {
@@ -496,7 +517,10 @@ uninstall() {
     change systemctl disable --now "$SERVICE"
   fi
   [ -f "$UNIT" ] && change rm -f "$UNIT"
-  [ -f "$DROPIN_DIR/10-backoff.conf" ] && change rm -f "$DROPIN_DIR/10-backoff.conf"
+  local f
+  for f in 10-backoff.conf 20-model.conf; do
+    [ -f "$DROPIN_DIR/$f" ] && change rm -f "$DROPIN_DIR/$f"
+  done
   # Drop-ins of your own (systemctl edit) are configuration: they stay.
   [ -d "$DROPIN_DIR" ] && [ -z "$(ls -A "$DROPIN_DIR")" ] && change rmdir "$DROPIN_DIR"
   if [ "$DO_SYSTEMCTL" = 1 ] && systemd_running; then
@@ -526,6 +550,7 @@ main() {
     printf '\n%s: uninstalled (%d changes%s)\n' "$PROG" "$CHANGES" "$([ "$DRY_RUN" = 1 ] && echo ', dry run')"
     return
   fi
+  check_inputs
   check_platform
   pick_wheel
   check_python

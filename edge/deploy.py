@@ -1,16 +1,472 @@
-"""`emopi deploy`: Build and push emopi to a Raspberry Pi over SSH."""
+"""`emopi deploy`: build emopi and install it as a service on a Raspberry Pi over SSH.
+
+    emopi deploy pi@emopi.local [--config my.toml] [--model my.tflite]
+
+Steps: build the wheel from this checkout, copy wheel + ``deploy/install.sh`` + the systemd unit
+(+ config, model) to a temporary directory on the Pi, run the installer there with sudo, then
+report the service status and the first ``<prefix>/stats`` message. Running it again upgrades in
+place: the installer replaces the wheel and restarts the service, and keeps the config.
+
+``--stage DIR`` writes the same payload into a directory instead, e.g. the boot partition of a
+freshly flashed SD card, where ``deploy/firstboot`` picks it up on the first boot.
+
+SSH goes through the system ``ssh``/``scp`` binaries rather than paramiko/fabric: no extra
+dependency, and ``~/.ssh/config``, agents, ProxyJump and known_hosts work as in a terminal. One
+multiplexed master connection (ControlMaster) carries every step, so a password or passphrase
+is asked at most once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from emopi.edge.cli import not_implemented
+from emopi.edge.errors import EmopiError
+
+#: Files of a checkout that make up the payload besides the wheel (relative to the checkout).
+PAYLOAD_FILES = (
+    "deploy/install.sh",
+    "systemd/emopi.service",
+    "systemd/backoff-steps.conf",
+    "systemd/backoff-fixed.conf",
+)
+FIRSTBOOT_FILES = (
+    "deploy/firstboot/emopi-firstboot.sh",
+    "deploy/firstboot/emopi-firstboot.service",
+)
+REMOTE_VENV = "/opt/emopi"
+SSH_TIMEOUT_S = 60
+
+
+# ---------------------------------------------------------------------------- local side
+def find_checkout(explicit: str | None) -> Path:
+    """The source tree to build from: ``--source``, this package's checkout, or the cwd."""
+    candidates = [Path(explicit)] if explicit else [Path(__file__).resolve().parents[1], Path.cwd()]
+    for root in candidates:
+        if (root / "pyproject.toml").is_file() and (root / "deploy" / "install.sh").is_file():
+            return root
+    where = explicit or f"{candidates[0]} or {candidates[1]}"
+    raise EmopiError(f"no emopi checkout at {where}: run from the source tree or pass --source")
+
+
+def build_wheel(checkout: Path, out: Path) -> Path:
+    """``pip wheel`` without build isolation: offline, with this environment's setuptools."""
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    proc = subprocess.run([*cmd, "-w", str(out), str(checkout)], capture_output=True, text=True)
+    wheels = sorted(out.glob("emopi-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel produced"])[-1]
+        raise EmopiError(f"building the wheel from {checkout} failed: {last}")
+    return wheels[-1]
+
+
+def sidecar_of(model: Path) -> Path:
+    return model.with_suffix(".json")
+
+
+@dataclass
+class Payload:
+    """What goes to the Pi, as local files, and the installer flags that refer to them."""
+
+    files: list[Path]
+    install_args: list[str] = field(default_factory=list)
+
+
+def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Payload:
+    wheel = Path(args.wheel) if args.wheel else build_wheel(checkout, workdir)
+    if not wheel.is_file():
+        raise EmopiError(f"wheel {wheel} does not exist")
+    files = [wheel, *(checkout / name for name in PAYLOAD_FILES)]
+    install_args = ["--wheel", wheel.name]
+    if args.config:
+        config = Path(args.config)
+        if not config.is_file():
+            raise EmopiError(f"config {config} does not exist")
+        _check_config(config)
+        staged = workdir / "emopi.toml"
+        shutil.copyfile(config, staged)
+        files.append(staged)
+        install_args += ["--config", "emopi.toml"]
+        if args.force_config:
+            install_args.append("--force-config")
+    if args.model:
+        model = Path(args.model)
+        if model.suffix != ".tflite" or not model.is_file():
+            raise EmopiError(f"model {model} is not an existing .tflite file")
+        if not sidecar_of(model).is_file():
+            raise EmopiError(f"model {model} has no metadata sidecar {sidecar_of(model).name}")
+        files += [model, sidecar_of(model)]
+        install_args += ["--model", model.name]
+    if args.wheelhouse:
+        house = Path(args.wheelhouse)
+        if not house.is_dir():
+            raise EmopiError(f"wheelhouse {house} is not a directory")
+        files.append(house)
+        install_args += ["--find-links", house.name]
+    if args.prefix:
+        install_args += ["--prefix", args.prefix]
+    if args.no_systemctl:
+        install_args.append("--no-systemctl")
+    install_args += args.install_arg
+    return Payload(files, install_args)
+
+
+def _check_config(path: Path) -> None:
+    """Validate the config here, so a typo fails before anything is copied."""
+    try:
+        from emopi.edge.config import load_config
+    except ImportError:  # an older tree without the config module: the Pi validates it
+        return
+    load_config(path, env={})
+
+
+# ---------------------------------------------------------------------------- SSH
+def classify_ssh_error(target: str, port: int | None, stderr: str) -> str:
+    """One line for why ssh could not get a session (ssh exits 255 for these)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    text = " ".join(lines)
+    where = f"{target}:{port}" if port else target
+    for needle, why in (
+        ("Could not resolve hostname", "host name not found"),
+        ("Connection refused", "connection refused (is SSH enabled on the Pi?)"),
+        ("timed out", "connection timed out (is the Pi on this network?)"),
+        ("No route to host", "no route to host"),
+        ("Network is unreachable", "network is unreachable"),
+        ("Connection closed", "the connection was closed by the Pi"),
+    ):
+        if needle in text:
+            return f"cannot reach {where}: {why}"
+    if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
+        return (
+            f"host key of {where} does not match known_hosts (re-flashed Pi?): "
+            f"check it, then ssh-keygen -R {target.split('@')[-1]}"
+        )
+    if "Permission denied" in text or "Too many authentication failures" in text:
+        return (
+            f"SSH login to {where} failed (authentication refused): add your key with "
+            f"ssh-copy-id {target}, or pass --identity KEY"
+        )
+    return f"ssh to {where} failed: {lines[-1] if lines else 'no message'}"
+
+
+@dataclass
+class Ssh:
+    """The system ssh/scp with one master connection shared by every call."""
+
+    target: str
+    port: int | None = None
+    identity: str | None = None
+    options: Sequence[str] = ()
+    batch: bool = True
+    control: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="emopi-ssh-")))
+
+    def _common(self, port_flag: str) -> list[str]:
+        args: list[str] = []
+        if self.port:
+            args += [port_flag, str(self.port)]
+        if self.identity:
+            args += ["-i", self.identity]
+        # ssh keeps the first value it sees: the user's -o options win over these defaults.
+        opts = [
+            *self.options,
+            f"ControlPath={self.control / 'cm'}",
+            "ConnectTimeout=15",
+            "ServerAliveInterval=15",
+        ]
+        if self.batch:
+            opts.append("BatchMode=yes")
+        for opt in opts:
+            args += ["-o", opt]
+        return args
+
+    def connect(self) -> None:
+        """Open the master connection; errors become one clear line."""
+        # stderr goes to a file: a backgrounded master would hold a pipe open forever.
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.run(
+                [
+                    "ssh",
+                    *self._common("-p"),
+                    "-o",
+                    "ControlMaster=yes",
+                    "-o",
+                    "ControlPersist=300",
+                    "-f",
+                    "-N",
+                    self.target,
+                ],
+                stdin=None if not self.batch else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=SSH_TIMEOUT_S + 60,
+            )
+            if proc.returncode != 0:
+                err.seek(0)
+                raise EmopiError(classify_ssh_error(self.target, self.port, err.read()))
+
+    def close(self) -> None:
+        subprocess.run(
+            ["ssh", *self._common("-p"), "-O", "exit", self.target],
+            capture_output=True,
+            timeout=SSH_TIMEOUT_S,
+        )
+        shutil.rmtree(self.control, ignore_errors=True)
+
+    def run(self, command: str, timeout: float | None = SSH_TIMEOUT_S) -> str:
+        """Run a remote shell command and return its stdout; failures raise EmopiError."""
+        proc = subprocess.run(
+            ["ssh", *self._common("-p"), self.target, command],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode == 255:
+            raise EmopiError(classify_ssh_error(self.target, self.port, proc.stderr))
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            raise EmopiError(f"on {self.target}: `{command}` failed: {last}")
+        return proc.stdout
+
+    def stream(self, command: str, tty: bool = False) -> tuple[int, list[str]]:
+        """Run a remote command, echoing its output live; returns the exit code and the lines."""
+        cmd = ["ssh", *self._common("-p"), *(["-t"] if tty else []), self.target, command]
+        lines: list[str] = []
+        with subprocess.Popen(
+            cmd,
+            stdin=None if tty else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                print(f"  {line.rstrip()}", flush=True)
+                lines.append(line.rstrip())
+        return proc.returncode, lines
+
+    def copy(self, files: Sequence[Path], remote_dir: str) -> None:
+        proc = subprocess.run(
+            [
+                "scp",
+                "-q",
+                "-r",
+                *self._common("-P"),
+                *map(str, files),
+                f"{self.target}:{remote_dir}/",
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=None,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            raise EmopiError(f"copying to {self.target}:{remote_dir} failed: {last}")
+
+
+# ---------------------------------------------------------------------------- remote side
+PROBE = (
+    'd=$(mktemp -d /tmp/emopi-deploy.XXXXXX) && echo "dir=$d" && echo "uid=$(id -u)"'
+    ' && echo "arch=$(uname -m)" && (. /etc/os-release 2>/dev/null; echo "os=${PRETTY_NAME:-?}")'
+)
+
+
+def _probe(ssh: Ssh) -> dict[str, str]:
+    out = ssh.run(PROBE)
+    info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    if "dir" not in info:
+        raise EmopiError(f"unexpected answer from {ssh.target}: {out.strip()[:200]!r}")
+    return info
+
+
+def install_command(info: dict[str, str], payload: Payload, interactive: bool) -> str:
+    """The remote shell line: run install.sh as root from the payload dir, then clean up."""
+    remote = info["dir"]
+    sudo = "" if info.get("uid") == "0" else ("sudo " if interactive else "sudo -n ")
+    args = [
+        f"{remote}/{a}" if a in {p.name for p in payload.files} else a for a in payload.install_args
+    ]
+    script = shlex.join(["bash", f"{remote}/install.sh", *args])
+    return f"{sudo}{script}; rc=$?; rm -rf {shlex.quote(remote)}; exit $rc"
+
+
+def wait_first_stats(config: str | None, timeout: float) -> int:
+    """On the Pi: print the first ``<prefix>/stats`` message of this device (run via ssh)."""
+    from emopi.edge.config import load_config
+    from emopi.edge.publisher import make_client
+
+    cfg = load_config(config)
+    settings = cfg.mqtt
+    if not settings.enabled:
+        print("no MQTT broker configured: stats go to the journal (journalctl -u emopi)")
+        return 0
+    host, port = settings.endpoint()
+    topic = f"{settings.prefix(cfg.resolved_device_id)}/stats"
+    got: list[bytes] = []
+    client = make_client(settings, f"emopi-deploy-{os.getpid()}")
+    client.on_connect = lambda c, *_: c.subscribe(topic)
+    client.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    try:
+        client.connect(host, port)
+    except OSError as exc:
+        print(f"cannot connect to the MQTT broker {host}:{port}: {exc}")
+        return 1
+    client.loop_start()
+    deadline = time.monotonic() + timeout
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.2)
+    client.loop_stop()
+    client.disconnect()
+    if not got:
+        print(f"no message on {topic} within {timeout:.0f} s (see journalctl -u emopi)")
+        return 1
+    print(f"{topic}: {got[0].decode(errors='replace')}")
+    return 0
+
+
+def report(ssh: Ssh, args: argparse.Namespace, sudo: str) -> None:
+    print("\n== service")
+    state = ssh.run("systemctl is-active emopi.service || true").strip()
+    print(f"  emopi.service is {state}")
+    status = ssh.run("systemctl status emopi.service --no-pager --lines=5 2>&1 || true")
+    print("\n".join(f"  {ln}" for ln in status.splitlines()))
+    if state != "active":
+        raise EmopiError(f"emopi.service on {ssh.target} is {state}: see journalctl -u emopi")
+    if args.stats_timeout <= 0:
+        return
+    print(f"\n== first stats message (waiting up to {args.stats_timeout:.0f} s)")
+    code = (
+        "import sys; from emopi.edge.deploy import wait_first_stats; "
+        f"sys.exit(wait_first_stats('/etc/emopi/emopi.toml', {args.stats_timeout}))"
+    )
+    out = ssh.run(
+        f"{sudo}{REMOTE_VENV}/bin/python -c {shlex.quote(code)} || true",
+        timeout=args.stats_timeout + SSH_TIMEOUT_S,
+    )
+    print("\n".join(f"  {ln}" for ln in out.splitlines()))
+
+
+def deploy_ssh(args: argparse.Namespace, payload: Payload) -> int:
+    interactive = sys.stdin.isatty() and not args.batch
+    ssh = Ssh(args.target, args.port, args.identity, args.ssh_option, batch=not interactive)
+    try:
+        print(f"== connecting to {args.target}")
+        ssh.connect()
+        info = _probe(ssh)
+        print(f"  {info.get('os', '?')}, {info.get('arch', '?')}; payload -> {info['dir']}")
+        ssh.copy(payload.files, info["dir"])
+        print("\n== installing")
+        rc, lines = ssh.stream(install_command(info, payload, interactive), tty=interactive)
+        if rc != 0:
+            why = next((ln for ln in reversed(lines) if ln.strip()), f"exit {rc}")
+            if rc == 255:
+                raise EmopiError(classify_ssh_error(args.target, args.port, "\n".join(lines)))
+            if "sudo:" in why and "password" in why:
+                why += " (run emopi deploy from a terminal, or allow passwordless sudo)"
+            raise EmopiError(f"install on {args.target} failed: {why.strip()}")
+        if args.no_systemctl:
+            print("\n== service: not started (--no-systemctl)")
+        else:
+            sudo = "" if info.get("uid") == "0" else ("sudo " if interactive else "sudo -n ")
+            report(ssh, args, sudo)
+    finally:
+        ssh.close()
+    print(f"\ndeployed to {args.target}")
+    return 0
+
+
+def stage(args: argparse.Namespace, payload: Payload, checkout: Path) -> int:
+    """Copy the payload into DIR/emopi (e.g. the SD card's boot partition) for first boot."""
+    dest = Path(args.stage) / "emopi"
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("emopi-*.whl"):
+        old.unlink()  # exactly one wheel, so the first-boot script cannot pick a stale one
+    for src in [*payload.files, *(checkout / name for name in FIRSTBOOT_FILES)]:
+        if src.is_dir():
+            shutil.copytree(src, dest / src.name, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dest / src.name)
+    (dest / "install-args").write_text(shlex.join(payload.install_args) + "\n")
+    print(f"staged {len(list(dest.iterdir()))} files in {dest}")
+    print("first boot runs: emopi/install.sh " + shlex.join(payload.install_args))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    if not args.stage and not args.target:
+        raise EmopiError("give a target (pi@host) or --stage DIR")
+    if not args.stage and shutil.which("ssh") is None:
+        raise EmopiError("no ssh client found: apt install openssh-client")
+    checkout = find_checkout(args.source)
+    with tempfile.TemporaryDirectory(prefix="emopi-deploy-") as tmp:
+        print(f"== building from {checkout}")
+        payload = make_payload(args, checkout, Path(tmp))
+        print(f"  {payload.files[0].name}")
+        if args.stage:
+            return stage(args, payload, checkout)
+        return deploy_ssh(args, payload)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "deploy",
         help="Build and push emopi to a Raspberry Pi over SSH.",
-        description="Build and push emopi to a Raspberry Pi over SSH.",
+        description="Build the wheel, copy it with install.sh to a Raspberry Pi over SSH, install "
+        "it as the emopi service (an upgrade when already installed) and report its status.",
     )
-    p.set_defaults(handler=not_implemented("deploy", "issue #10 (deploy)"))
+    p.add_argument("target", nargs="?", help="[user@]host of the Pi, as for ssh")
+    p.add_argument("--config", help="config installed as /etc/emopi/emopi.toml if none exists")
+    p.add_argument(
+        "--force-config", action="store_true", help="replace an existing config (kept as .bak)"
+    )
+    p.add_argument("--model", help="a .tflite model (with its .json sidecar) for the service")
+    p.add_argument("--port", type=int, help="SSH port (default: ssh's, usually 22)")
+    p.add_argument("-i", "--identity", help="SSH private key file")
+    p.add_argument(
+        "-o",
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra ssh option, repeatable (e.g. -o StrictHostKeyChecking=accept-new)",
+    )
+    p.add_argument("--wheel", help="install this wheel instead of building one")
+    p.add_argument("--source", help="emopi checkout to build (default: this one)")
+    p.add_argument("--wheelhouse", help="directory of wheels to install from (offline Pi)")
+    p.add_argument("--prefix", help="install under this root on the Pi (test installs)")
+    p.add_argument(
+        "--no-systemctl", action="store_true", help="install the unit but do not start it"
+    )
+    p.add_argument(
+        "--install-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra install.sh argument, repeatable (e.g. --install-arg=--no-apt)",
+    )
+    p.add_argument(
+        "--stats-timeout",
+        type=float,
+        default=75.0,
+        help="seconds to wait for the first stats message (0: do not wait; default 75)",
+    )
+    p.add_argument(
+        "--batch", action="store_true", help="never prompt (no password, no sudo password)"
+    )
+    p.add_argument(
+        "--stage",
+        metavar="DIR",
+        help="write the payload to DIR/emopi (an SD card's boot partition) instead of SSH",
+    )
+    p.set_defaults(handler=_deploy)
