@@ -138,8 +138,14 @@ def check_opencv() -> list[Check]:
 
 
 def check_model() -> Check:
-    from emopi.edge.contract import read_metadata
     from emopi.edge.models import DEFAULT_MODEL
+
+    try:
+        from emopi.edge.contract import read_metadata
+    except ImportError as exc:
+        return Check(
+            "edge", "shipped model", MISSING, f"cannot check it: {exc}", "pip install 'emopi[edge]'"
+        )
 
     if not DEFAULT_MODEL.is_file():
         return Check(
