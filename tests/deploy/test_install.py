@@ -114,6 +114,7 @@ def test_trixie_gets_no_numpy_constraint(tmp_path, wheel):
 
 def test_prefix_install_runs_the_real_wheel(installed, wheel):
     prefix, config, result = installed
+    assert "-m venv --system-site-packages" in result.stdout
     version = wheel.name.split("-")[1]
     assert version_of(prefix) == f"emopi {version}"
     cfg = (prefix / "opt/emopi/pyvenv.cfg").read_text()
