@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Emulated arm64 check of the Raspberry Pi install (not part of CI: it takes tens of minutes).
+#
+#   sudo nice -n 15 deploy/verify-arm64.sh [--root DIR] [--release bookworm]
+#
+# 1. builds a Debian arm64 root file system with debootstrap, run through qemu-user-static;
+# 2. runs deploy/install.sh inside it via chroot, exactly as on a Pi (apt, user, venv, wheel
+#    with the edge extra resolved from PyPI for aarch64, config, unit), with systemctl skipped
+#    because no systemd runs in a chroot; picamera2 is absent from Debian's archive (it comes
+#    from the Raspberry Pi archive) and the installer reports that;
+# 3. under emulation: emopi --version, emopi doctor, emopi bench --source synthetic when it
+#    exists, and one real inference of the shipped int8 model plus a Haar detection.
+# This proves the aarch64 wheel set resolves, installs and imports against Bookworm's system
+# numpy 1.x (the numpy<2 constraint). Timings go to stdout and to DIR/verify-arm64.log.
+# Emulated speed is no measure of a Pi's: qemu-user runs aarch64 code 5-20x slower.
+set -euo pipefail
+
+ROOT_DIR=/var/tmp/emopi-arm64
+RELEASE=bookworm
+PYTHON=${EMOPI_PYTHON:-python3} # builds the wheel: needs setuptools and wheel
+MIRROR=${EMOPI_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT_DIR=$2; shift ;;
+    --release) RELEASE=$2; shift ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG=$ROOT_DIR.log
+START=$SECONDS
+T0=$SECONDS
+[ "$(id -u)" = 0 ] || { echo "run as root (debootstrap and chroot need it)" >&2; exit 1; }
+exec > >(tee "$LOG") 2>&1
+
+step() {
+  printf '\n=== [%4ds] %s (previous step: %ds)\n' "$((SECONDS - START))" "$*" "$((SECONDS - T0))"
+  T0=$SECONDS
+}
+
+cleanup() {
+  local m
+  for m in dev/pts dev proc sys; do
+    mountpoint -q "$ROOT_DIR/$m" && umount -l "$ROOT_DIR/$m"
+  done
+  return 0
+}
+trap cleanup EXIT
+
+in_root() { chroot "$ROOT_DIR" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+step "host tools: debootstrap, qemu-user-static, binfmt-support"
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -e /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need+=(binfmt-support)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+update-binfmts --enable qemu-aarch64 2>/dev/null || true
+grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 ||
+  { echo "qemu-aarch64 binfmt handler is not enabled" >&2; exit 1; }
+
+step "debootstrap $RELEASE arm64 into $ROOT_DIR"
+if [ -x "$ROOT_DIR/usr/bin/python3" ] && [ -f "$ROOT_DIR/.debootstrap-done" ]; then
+  echo "reusing $ROOT_DIR"
+else
+  rm -rf "$ROOT_DIR"
+  # python3-numpy stands in for what python3-picamera2 pulls on a Pi: the system numpy 1.24
+  # that the numpy<2 constraint protects. systemd provides systemctl for the version probe.
+  debootstrap --arch=arm64 --variant=minbase \
+    --include=python3,python3-venv,python3-numpy,ca-certificates,systemd,passwd \
+    "$RELEASE" "$ROOT_DIR" "$MIRROR"
+  touch "$ROOT_DIR/.debootstrap-done"
+fi
+in_root uname -m
+in_root python3 -c 'import sys, numpy; print(sys.version.split()[0], "numpy", numpy.__version__)'
+
+step "mounts and payload"
+mount -t proc proc "$ROOT_DIR/proc"
+mount -t sysfs sys "$ROOT_DIR/sys"
+mount --bind /dev "$ROOT_DIR/dev"
+mount --bind /dev/pts "$ROOT_DIR/dev/pts"
+cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
+payload=$ROOT_DIR/root/emopi-payload
+rm -rf "$payload"
+mkdir -p "$payload"
+"$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$payload" "$HERE" 2>/dev/null ||
+  { echo "building the wheel with $PYTHON failed: set EMOPI_PYTHON to a Python with setuptools" >&2; exit 1; }
+cp "$HERE/deploy/install.sh" "$HERE"/systemd/emopi.service "$HERE"/systemd/backoff-*.conf \
+  "$payload/"
+ls -la "$payload"
+
+step "install.sh inside the arm64 chroot (systemctl skipped)"
+in_root bash /root/emopi-payload/install.sh --no-systemctl --no-doctor
+
+step "second run: idempotent"
+in_root bash /root/emopi-payload/install.sh --no-systemctl --no-doctor | tail -n 3
+
+step "installed versions"
+in_root /opt/emopi/bin/emopi --version
+in_root /opt/emopi/bin/python -c '
+import importlib.metadata as m
+for d in ("emopi", "ai-edge-litert", "opencv-python-headless", "numpy", "paho-mqtt", "amqtt"):
+    try:
+        print(f"{d:24} {m.version(d)}")
+    except m.PackageNotFoundError:
+        print(f"{d:24} MISSING")
+import numpy; print("numpy in use:", numpy.__version__, numpy.__file__)'
+
+step "emopi doctor (as the emopi user)"
+in_root runuser -u emopi -- /opt/emopi/bin/emopi doctor || true
+
+step "one inference of the shipped int8 model + a Haar detection"
+in_root runuser -u emopi -- /opt/emopi/bin/python -c '
+import time
+t = time.perf_counter()
+import numpy as np, cv2
+from ai_edge_litert.interpreter import Interpreter
+from emopi.edge.haar import find_cascade
+from emopi.edge.models import DEFAULT_MODEL
+print(f"imports {time.perf_counter() - t:.1f} s")
+gray = np.zeros((240, 320), np.uint8)
+t = time.perf_counter()
+faces = cv2.CascadeClassifier(str(find_cascade())).detectMultiScale(gray, 1.1, 5)
+print(f"haar on 320x240: {len(faces)} faces, {1000 * (time.perf_counter() - t):.0f} ms")
+it = Interpreter(model_path=str(DEFAULT_MODEL), num_threads=2)
+it.allocate_tensors()
+inp, out = it.get_input_details()[0], it.get_output_details()[0]
+it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+it.invoke()
+t = time.perf_counter()
+for _ in range(5):
+    it.invoke()
+ms = 1000 * (time.perf_counter() - t) / 5
+shape_in, shape_out = list(inp["shape"]), list(out["shape"])
+print(f"int8 model {shape_in} -> {shape_out}: {ms:.1f} ms/invoke (emulated)")'
+
+step "emopi bench --source synthetic"
+if in_root /opt/emopi/bin/emopi bench --help 2>&1 | grep -q -- '--source'; then
+  in_root runuser -u emopi -- /opt/emopi/bin/emopi bench --source synthetic ||
+    echo "bench exited with $?"
+else
+  echo "emopi bench is not available in this build: covered by the inference step above"
+fi
+
+step "done"
+echo "total $((SECONDS - START)) s; log: $LOG"
+rm -rf "$payload"
+echo "root file system kept at $ROOT_DIR for reruns (rm -rf it to free ~1 GB)"
