@@ -25,6 +25,7 @@ from emopi.edge.errors import EmopiError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
+SHUTDOWN_TIMEOUT_S = 3.0
 
 
 class EmbeddedBroker:
@@ -89,16 +90,38 @@ class EmbeddedBroker:
     def stop(self) -> None:
         if self._broker is not None:
             try:
-                self._run(self._broker.shutdown())
+                if not self._run(self._shutdown(), SHUTDOWN_TIMEOUT_S + 5):
+                    log.debug(
+                        "embedded MQTT broker: shutdown hung; listeners closed, tasks cancelled"
+                    )
             except Exception as exc:  # stopping must not mask the reason we are stopping
-                log.warning("embedded MQTT broker did not shut down cleanly: %s", exc)
+                log.warning("embedded MQTT broker did not shut down cleanly: %r", exc)
             self._broker = None
         self._stop_loop()
 
-    def _run(self, coro: Any) -> Any:
+    async def _shutdown(self) -> bool:
+        """``Broker.shutdown`` bounded in time: amqtt 0.12 sometimes hangs stopping a client.
+
+        On a hang, close the listening sockets and cancel every task of our loop instead.
+        """
+        task = asyncio.ensure_future(self._broker.shutdown())
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_TIMEOUT_S)
+        if task in done:
+            task.result()
+            return True
+        for server in getattr(self._broker, "_servers", {}).values():
+            if getattr(server, "instance", None) is not None:
+                server.instance.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for other in others:
+            other.cancel()
+        await asyncio.wait(others, timeout=1)
+        return False
+
+    def _run(self, coro: Any, timeout: float = START_TIMEOUT_S) -> Any:
         assert self._loop is not None
         future: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(START_TIMEOUT_S)
+        return future.result(timeout)
 
     def _stop_loop(self) -> None:
         if self._loop is None:
