@@ -40,7 +40,9 @@ log = logging.getLogger("emopi.sources")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
 URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 #: Centre of the face in demo-face.jpg, as fractions of its size (found with the Haar cascade).
-DEMO_FACE_CENTER = (0.439, 0.223)
+DEMO_FACE_CENTER = (0.482, 0.333)
+#: The V4L2 device `--source auto` falls back to.
+DEFAULT_V4L2 = Path("/dev/video0")
 HINT = "pass --source demo|FILE|DIR|N (N = camera index)"
 
 #: What a camera read returns: grayscale and optional colour, or None when it failed.
@@ -543,23 +545,29 @@ class DemoSource(_Source):
         self._image = None
 
     def render(self, index: int) -> np.ndarray:
-        """Frame ``index`` of the animation (BGR)."""
+        """Frame ``index`` of the animation (BGR): a viewport drifting around the face."""
         if self._image is None:
             raise RuntimeError("demo source is not open")
         t = index / self.fps
         out_w, out_h = self.size
-        zoom = out_w / 640 * (1.45 + 0.2 * np.sin(2 * np.pi * t / 9.0))
-        cx = out_w / 2 + 0.09 * out_w * np.sin(2 * np.pi * t / 7.0)
-        cy = out_h / 2 - 0.05 * out_h + 0.05 * out_h * np.sin(2 * np.pi * t / 5.0)
+        img_h, img_w = self._image.shape[:2]
+        # Zoom so the viewport always lies inside the picture: no borders, no mirrored copies.
+        zoom = max(out_w / img_w, out_h / img_h) * (1.2 + 0.1 * np.sin(2 * np.pi * t / 9.0))
+        view_w, view_h = out_w / zoom, out_h / zoom
         fx, fy = self._face_center
-        matrix = np.array([[zoom, 0, cx - zoom * fx], [0, zoom, cy - zoom * fy]], np.float32)
+        vx = fx + 0.05 * img_w * np.sin(2 * np.pi * t / 7.0)
+        vy = fy + 0.12 * view_h + 0.03 * img_h * np.sin(2 * np.pi * t / 5.0)
+        vx = min(max(vx, view_w / 2), img_w - view_w / 2)
+        vy = min(max(vy, view_h / 2), img_h - view_h / 2)
+        matrix = np.array(
+            [[zoom, 0, out_w / 2 - zoom * vx], [0, zoom, out_h / 2 - zoom * vy]], np.float32
+        )
         return cv2.warpAffine(
             self._image,
             matrix,
             (out_w, out_h),
             flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(40, 40, 40),
+            borderMode=cv2.BORDER_REPLICATE,
         )
 
     def __iter__(self) -> Iterator[Frame]:
@@ -590,11 +598,11 @@ def make_source(spec: str, settings: SourceSettings, want_color: bool = False) -
     if low == "auto":
         if picamera2_available():
             return PiCamera2Source(settings, want_color)
-        if Path("/dev/video0").exists():
-            return OpenCVSource("/dev/video0", settings)
+        if DEFAULT_V4L2.exists():
+            return OpenCVSource(str(DEFAULT_V4L2), settings)
         raise EmopiError(
-            "no camera found (picamera2 has no camera or is not installed, and /dev/video0 "
-            f"does not exist); {HINT}"
+            "no camera found (picamera2 has no camera or is not installed, and "
+            f"{DEFAULT_V4L2} does not exist); {HINT}"
         )
     if low in ("picamera2", "picam", "picamera"):
         return PiCamera2Source(settings, want_color)

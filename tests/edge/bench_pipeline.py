@@ -20,9 +20,11 @@ from emopi.edge.runner import StdoutSink
 from emopi.edge.sources import OpenCVSource
 
 ROOT = Path(__file__).resolve().parents[2]
-VIDEO = Path(
-    os.environ.get("EMOPI_SHARED_DATA", ROOT.parent / "shared" / "data")
-) / "video" / "liveportrait_d3.mp4"
+VIDEO = (
+    Path(os.environ.get("EMOPI_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    / "video"
+    / "liveportrait_d3.mp4"
+)
 
 
 def bench(video: Path, model: str, threads: int, detect_every: int | None) -> dict:

@@ -1,0 +1,301 @@
+"""Frame sources: picamera2 (faked: it cannot be installed here), files, folders, demo."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+import time
+import types
+
+import cv2
+import numpy as np
+import pytest
+from edgekit import noise_frames
+
+from emopi.edge import sources
+from emopi.edge.config import DetectSettings, SourceSettings
+from emopi.edge.detect import HaarDetector
+from emopi.edge.errors import EmopiError
+from emopi.edge.sources import (
+    DemoSource,
+    ImageFolderSource,
+    LatestFrame,
+    OpenCVSource,
+    PiCamera2Source,
+    make_source,
+    open_source,
+)
+
+# --------------------------------------------------------------------------- fake picamera2
+
+
+class FakeRequest:
+    def __init__(self, cam: FakePicamera2, n: int) -> None:
+        self.cam, self.n = cam, n
+
+    def make_array(self, name: str) -> np.ndarray:
+        w, h = self.cam.config[name]["size"]
+        if name == "main":
+            self.cam.main_arrays += 1
+            return np.zeros((h, w, 3), np.uint8)
+        stride = w + 64  # libcamera pads rows; the Y plane is the first h rows, w columns
+        yuv = np.full((h * 3 // 2, stride), 128, np.uint8)
+        yuv[:h, :w] = FakePicamera2.luma(w, h, self.n)
+        yuv[:h, w:] = 255  # padding the source must not hand on
+        return yuv
+
+    def release(self) -> None:
+        self.cam.released += 1
+
+
+class FakePicamera2:
+    """Just enough of picamera2.Picamera2 for the source: video config, requests, stop."""
+
+    cameras: list = [{"Model": "imx708", "Num": 0}]  # noqa: RUF012
+    instances: list = []  # noqa: RUF012
+
+    def __init__(self, camera_num: int = 0) -> None:
+        self.config: dict = {}
+        self.started = self.closed = False
+        self.main_arrays = self.released = self.requests = 0
+        FakePicamera2.instances.append(self)
+
+    @staticmethod
+    def global_camera_info() -> list:
+        return FakePicamera2.cameras
+
+    @staticmethod
+    def luma(w: int, h: int, n: int) -> np.ndarray:
+        y = np.tile(np.arange(w, dtype=np.uint8), (h, 1))
+        y[0, 0] = n % 256
+        return y
+
+    def create_video_configuration(self, main=None, lores=None, controls=None, buffer_count=4):
+        return {"main": main, "lores": lores, "controls": controls}
+
+    def configure(self, config: dict) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def capture_request(self) -> FakeRequest:
+        time.sleep(1 / 200)
+        self.requests += 1
+        return FakeRequest(self, self.requests - 1)
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch):
+    module = types.ModuleType("picamera2")
+    module.Picamera2 = FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", module)
+    monkeypatch.setattr(FakePicamera2, "cameras", [{"Model": "imx708", "Num": 0}])
+    FakePicamera2.instances.clear()
+    return FakePicamera2
+
+
+def take(source, n: int, timeout: float = 5.0) -> list:
+    frames, deadline = [], time.monotonic() + timeout
+    for frame in source:
+        if frame is not None:
+            frames.append(frame)
+        if len(frames) >= n or time.monotonic() > deadline:
+            break
+    return frames
+
+
+def test_auto_picks_picamera2_and_uses_the_lores_y_plane(fake_picamera2):
+    settings = SourceSettings(width=320, height=240)
+    source = open_source("auto", settings)
+    try:
+        assert isinstance(source, PiCamera2Source) and source.live
+        cam = fake_picamera2.instances[-1]
+        assert cam.started
+        assert cam.config["lores"] == {"size": (320, 240), "format": "YUV420"}
+        frames = take(source, 5)
+    finally:
+        source.close()
+    assert len(frames) == 5
+    for frame in frames:
+        assert frame.gray.shape == (240, 320) and frame.gray.dtype == np.uint8
+        expected = FakePicamera2.luma(320, 240, 0)
+        assert np.array_equal(frame.gray[1:], expected[1:])  # no padding, no conversion
+        assert frame.color is None
+    assert [f.index for f in frames] == sorted({f.index for f in frames})
+    assert cam.main_arrays == 0  # the full-size stream is never read without a preview
+    assert cam.released == cam.requests  # every request goes back to libcamera
+    assert cam.closed and not cam.started
+
+
+def test_picamera2_reads_main_only_when_colour_is_wanted(fake_picamera2):
+    source = open_source("picamera2", SourceSettings(width=320, height=240), want_color=True)
+    try:
+        frames = take(source, 2)
+    finally:
+        source.close()
+    assert frames[0].color is not None and frames[0].color.shape == (240, 320, 3)
+    assert fake_picamera2.instances[-1].main_arrays >= 2
+
+
+def test_auto_without_any_camera_says_what_to_pass(monkeypatch, tmp_path, fake_picamera2):
+    monkeypatch.setattr(FakePicamera2, "cameras", [])  # picamera2 installed, no camera
+    monkeypatch.setattr(sources, "DEFAULT_V4L2", tmp_path / "video0")
+    with pytest.raises(EmopiError, match="no camera found") as err:
+        make_source("auto", SourceSettings())
+    assert "--source demo|FILE|DIR|N" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # not installed at all
+    with pytest.raises(EmopiError, match="pass --source demo"):
+        make_source("auto", SourceSettings())
+
+
+# --------------------------------------------------------------------------- latest frame
+
+
+def test_latest_frame_drops_stale_frames_for_a_slow_consumer():
+    counter = itertools.count()
+
+    def read():
+        time.sleep(0.002)  # a 500 fps camera
+        return np.full((4, 4), next(counter) % 256, np.uint8), None
+
+    grabber = LatestFrame(read)
+    grabber.start()
+    try:
+        got = []
+        for _ in range(8):
+            time.sleep(0.03)  # a consumer that needs 30 ms per frame
+            captured_before = grabber.captured
+            frame = grabber.get(1.0)
+            assert frame is not None
+            assert frame.index >= captured_before - 1  # always the newest, never a stale one
+            got.append(frame.index)
+    finally:
+        grabber.stop()
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert max(b - a for a, b in itertools.pairwise(got)) > 1
+    assert grabber.dropped >= 8 * 5
+    # every captured frame was either handed out, dropped or is still waiting
+    assert grabber.captured - grabber.dropped - len(got) in (0, 1)
+
+
+def test_latest_frame_marks_the_camera_down_and_reopens_it():
+    state = {"broken": True, "reopened": 0}
+
+    def read():
+        time.sleep(0.001)
+        return None if state["broken"] else (np.zeros((2, 2), np.uint8), None)
+
+    def reopen():
+        state["reopened"] += 1
+        state["broken"] = False
+
+    grabber = LatestFrame(read, reopen, fail_limit=3)
+    grabber.start()
+    try:
+        assert grabber.get(0.2) is None
+        assert not grabber.up
+        deadline = time.monotonic() + 5
+        frame = None
+        while frame is None and time.monotonic() < deadline:
+            frame = grabber.get(0.2)
+        assert frame is not None and grabber.up and state["reopened"] == 1
+    finally:
+        grabber.stop()
+
+
+def test_live_source_stop_request_ends_iteration_without_frames(fake_picamera2, monkeypatch):
+    monkeypatch.setattr(FakePicamera2, "capture_request", lambda self: time.sleep(10))
+    source = open_source("picamera2", SourceSettings(width=320, height=240))
+    monkeypatch.setattr(PiCamera2Source, "poll", 0.05)
+    threading.Timer(0.2, source.request_stop).start()
+    started = time.monotonic()
+    items = list(source)  # only None: no frame ever came
+    source._grabber._stop.set()  # the fake blocks 10 s; don't wait for it in close()
+    assert set(items) == {None} and time.monotonic() - started < 2
+
+
+# --------------------------------------------------------------------------- files, folders
+
+
+def test_video_file_fast_realtime_and_loop(make_video):
+    path = make_video(noise_frames(10), fps=30.0)
+    fast = OpenCVSource(str(path), SourceSettings())
+    with fast:
+        started = time.monotonic()
+        frames = list(fast)
+        fast_s = time.monotonic() - started
+    assert [f.index for f in frames] == list(range(10))
+    assert not fast.live and fast.fps == pytest.approx(30.0)
+    steps = np.diff([f.mono for f in frames])
+    assert np.allclose(steps, 1 / 30)  # media time, whatever the processing speed
+
+    with OpenCVSource(str(path), SourceSettings(realtime=True)) as paced:
+        started = time.monotonic()
+        assert len(list(paced)) == 10
+        assert time.monotonic() - started >= 9 / 30 - 0.01
+    assert fast_s < 9 / 30
+
+    with OpenCVSource(str(path), SourceSettings(loop=True)) as looped:
+        frames = take(looped, 25)
+    assert [f.index for f in frames] == list(range(25))
+    assert np.abs(frames[10].gray.astype(int) - frames[0].gray.astype(int)).mean() < 3
+
+
+def test_image_folder_skips_unreadable_files(tmp_path, caplog):
+    for i, img in enumerate(noise_frames(3)):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), img)
+    (tmp_path / "03.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+    source = make_source(str(tmp_path), SourceSettings())
+    assert isinstance(source, ImageFolderSource)
+    with source, caplog.at_level(logging.WARNING):
+        frames = list(source)
+    assert len(frames) == 3 and source.unreadable == 1
+    assert frames[0].gray.shape == (240, 320) and frames[0].color.shape == (240, 320, 3)
+    assert "03.jpg" in caplog.text
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmopiError, match="holds no images"):
+        open_source(str(empty))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("/no/such/clip.mp4", "is not a file, folder, camera index"),
+        ("bogus.mp4", "pass --source demo"),
+    ],
+)
+def test_bad_source_specs(spec, message):
+    with pytest.raises(EmopiError, match=message):
+        open_source(spec)
+
+
+def test_a_file_opencv_cannot_decode(tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"\x00" * 1000)
+    with pytest.raises(EmopiError, match=r"cannot open video .*broken.mp4"):
+        open_source(str(path))
+
+
+def test_demo_source_animates_a_face_haar_finds():
+    demo = DemoSource(realtime=False, frames=300)
+    detector = HaarDetector(DetectSettings())
+    with demo:
+        frames = list(demo)
+    assert len(frames) == 300 and frames[0].gray.shape == (480, 640)
+    sampled = frames[::15]
+    found = [detector.detect(f.gray) for f in sampled]
+    assert all(len(boxes) == 1 for boxes in found)  # one face, no false positives
+    centres = [(b[0][0] + b[0][2] / 2) for b in found if b]
+    assert max(centres) - min(centres) > 40  # it moves
