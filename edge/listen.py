@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--password-file", default="", help="or set $EMOPI_MQTT_PASSWORD")
     p.add_argument("--tls-ca", default="", help="CA file; turns TLS on")
     p.add_argument("--tls", action="store_true", help="TLS with the system CA store")
+    p.add_argument("--tls-cert", default="", help="client certificate (with --tls-key)")
+    p.add_argument("--tls-key", default="", help="client private key")
     p.add_argument("--insecure", action="store_true", help="do not verify the broker certificate")
     p.add_argument("--protocol", choices=("5", "3.1.1"), default="3.1.1")
     p.add_argument("--raw", action="store_true", help="print topic and payload unchanged")
@@ -48,7 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> MqttSettings:
-    tls = TlsSettings(enabled=args.tls, ca_file=args.tls_ca, insecure=args.insecure)
+    tls = TlsSettings(
+        enabled=args.tls,
+        ca_file=args.tls_ca,
+        certfile=args.tls_cert,
+        keyfile=args.tls_key,
+        insecure=args.insecure,
+    )
     port = args.port or (8883 if tls.active else 1883)
     settings = MqttSettings(
         host=args.host,

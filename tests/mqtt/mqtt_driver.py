@@ -37,6 +37,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
 def make_event(seq: int, run_id: str = "run-a", device_id: str = DEVICE) -> EmotionEvent:
     kind = ("new", "update", "end")[seq % 3]
     emotion = EMOTIONS[seq % len(EMOTIONS)]

@@ -1,0 +1,145 @@
+"""A mosquitto with TLS (self-signed CA made here with openssl), client certificates and
+password auth: the right credentials work, wrong ones fail with one clear line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mqtt_driver import make_event, wait_until
+
+from emopi.edge.errors import EmopiError
+from emopi.edge.mqtt_settings import MqttSettings, TlsSettings
+
+USER, PASSWORD = "emopi", "correct horse battery"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d: Path, name: str) -> None:
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )  # fmt: skip
+
+
+def make_leaf(d: Path, name: str, ca: str, usage: str) -> None:
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+        cwd=d,
+    )  # fmt: skip
+    (d / f"{name}.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        f"extendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+    )
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+        cwd=d,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    if not shutil.which("openssl"):
+        pytest.fail("openssl is not installed: apt-get install -y openssl")
+    d = tmp_path_factory.mktemp("pki")
+    make_ca(d, "ca")
+    make_ca(d, "other-ca")
+    make_leaf(d, "server", "ca", "serverAuth")
+    make_leaf(d, "client", "ca", "clientAuth")
+    (d / "password").write_text(PASSWORD + "\n")
+    (d / "wrong-password").write_text("wrong\n")
+    return d
+
+
+@pytest.fixture
+def secure_broker(own_mosquitto, pki):
+    """``own_mosquitto`` restarted as a TLS listener requiring client certs and passwords."""
+    binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    passwd = pki / "passwd"
+    subprocess.run([binary, "-b", "-c", str(passwd), USER, PASSWORD], check=True)
+    own_mosquitto.stop()
+    own_mosquitto.conf.write_text(
+        f"listener {own_mosquitto.port} 127.0.0.1\n"
+        f"cafile {pki / 'ca.crt'}\ncertfile {pki / 'server.crt'}\nkeyfile {pki / 'server.key'}\n"
+        "require_certificate true\nallow_anonymous false\n"
+        f"password_file {passwd}\npersistence false\nuser root\n"
+    )
+    own_mosquitto.start()
+    return own_mosquitto
+
+
+def tls_settings(
+    broker, pki: Path, password_file: str = "", ca: str = "ca.crt", **tls
+) -> MqttSettings:
+    return MqttSettings(
+        host="127.0.0.1",
+        port=broker.port,
+        username=USER,
+        password_file=password_file,
+        discovery=False,
+        tls=TlsSettings(
+            ca_file=str(pki / ca),
+            certfile=str(pki / "client.crt"),
+            keyfile=str(pki / "client.key"),
+            **tls,
+        ),
+    )
+
+
+def test_right_credentials_over_tls_deliver_events(secure_broker, pki, make_sink, caplog):
+    sink = make_sink(tls_settings(secure_broker, pki, str(pki / "password")))
+    sink.wait_connected(10)
+    sink.publish_event(make_event(1))
+    wait_until(lambda: sink.counters()["events_published"] == 1)
+    assert PASSWORD not in caplog.text
+
+
+def test_password_from_env_and_insecure_skip_verify(secure_broker, pki, make_sink, monkeypatch):
+    monkeypatch.setenv("EMOPI_MQTT_PASSWORD", PASSWORD)
+    settings = tls_settings(secure_broker, pki, ca="other-ca.crt", insecure=True)
+    make_sink(settings).wait_connected(10)
+
+
+def test_wrong_password_is_refused_with_one_clear_line(secure_broker, pki, make_sink, caplog):
+    sink = make_sink(tls_settings(secure_broker, pki, str(pki / "wrong-password")))
+    with pytest.raises(EmopiError) as err:
+        sink.wait_connected(10)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"MQTT broker 127.0.0.1:{secure_broker.port} refused the connection" in message
+    assert "password_file" in message
+    assert "wrong" not in message and PASSWORD not in caplog.text
+
+
+def test_unknown_ca_fails_verification_with_one_clear_line(secure_broker, pki, make_sink):
+    sink = make_sink(tls_settings(secure_broker, pki, str(pki / "password"), ca="other-ca.crt"))
+    with pytest.raises(EmopiError) as err:
+        sink.wait_connected(3)
+    message = str(err.value)
+    assert "\n" not in message and "TLS certificate verification failed" in message
+    assert "ca_file" in message
+
+
+def test_listen_over_tls_wrong_password_is_one_line(secure_broker, pki):
+    args = [
+        sys.executable, "-m", "emopi.edge.cli", "listen", "--port", str(secure_broker.port),
+        "--tls-ca", str(pki / "ca.crt"), "--tls-cert", str(pki / "client.crt"),
+        "--tls-key", str(pki / "client.key"), "--username", USER,
+        "--password-file", str(pki / "wrong-password"),
+    ]  # fmt: skip
+    res = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "refused the connection" in res.stderr and "password_file" in res.stderr
