@@ -1,0 +1,102 @@
+"""The SQLite spool on real files: order across restarts, bounds, full disk, bad directories."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from emopi.edge.errors import EmopiError
+from emopi.edge.spool import Spool
+
+
+def rows(spool: Spool) -> list[str]:
+    return [payload for _, payload in spool.pending(limit=10**6)]
+
+
+def test_order_survives_reopen_even_after_the_newest_rows_were_deleted(tmp_path):
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    ids = [spool.append(f"e{i}") for i in range(5)]
+    assert ids == sorted(ids) and 0 not in ids
+    spool.delete(ids[3:])  # the newest are gone: a plain rowid would hand their ids out again
+    spool.close()
+    spool = Spool(path)
+    new = spool.append("e5")
+    assert new > ids[-1]
+    assert rows(spool) == ["e0", "e1", "e2", "e5"]
+    assert spool.pending(after=ids[1], limit=1) == [(ids[2], "e2")]
+    spool.close()
+
+
+def test_bounded_drop_oldest_counts_and_persists_drops(tmp_path):
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_events=3)
+    for i in range(7):
+        assert spool.append(f"e{i}")
+    assert rows(spool) == ["e4", "e5", "e6"]
+    assert (spool.depth, spool.dropped) == (3, 4)
+    spool.close()
+    spool = Spool(path, max_events=3)
+    assert (spool.depth, spool.dropped) == (3, 4)
+    spool.close()
+
+
+def test_full_disk_drops_oldest_and_never_raises(tmp_path, caplog):
+    spool = Spool(tmp_path / "s.db", max_events=10**6, max_bytes=64 * 1024)
+    payload = "x" * 400
+    for i in range(1000):
+        assert spool.append(f"{i:04d}{payload}") > 0  # room is made each time
+    kept = rows(spool)
+    assert spool.dropped > 0 and spool.depth == len(kept) == 1000 - spool.dropped
+    assert [int(p[:4]) for p in kept] == list(range(spool.dropped, 1000))  # the newest stay
+    assert "dropped" in caplog.text
+    spool.close()
+
+
+def test_kill9_keeps_committed_rows(tmp_path):
+    path = tmp_path / "s.db"
+    code = (
+        "import os, signal\n"
+        "from emopi.edge.spool import Spool\n"
+        f"s = Spool({str(path)!r})\n"
+        "for i in range(50): s.append(str(i))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert proc.returncode == -9
+    spool = Spool(path)
+    assert rows(spool) == [str(i) for i in range(50)]
+    spool.close()
+
+
+def test_unusable_state_dir_is_one_clear_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(EmopiError) as err:
+        Spool(tmp_path / "a-file" / "state" / "s.db")
+    assert "\n" not in str(err.value)
+    assert "cannot create the state directory" in str(err.value) and "a-file" in str(err.value)
+
+
+def test_a_second_process_on_the_same_spool_is_refused(tmp_path):
+    first = Spool(tmp_path / "s.db")
+    with pytest.raises(EmopiError, match="in use by another emopi process"):
+        Spool(tmp_path / "s.db")
+    first.close()
+    Spool(tmp_path / "s.db").close()  # free again
+
+
+def test_corrupt_spool_is_moved_aside_and_replaced(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    spool = Spool(path)
+    assert spool.depth == 0 and spool.append(json.dumps({"seq": 1})) > 0
+    spool.close()
+    aside = list(tmp_path.glob("s.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not sqlite")
+    assert "moved to" in caplog.text
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
