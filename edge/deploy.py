@@ -42,7 +42,15 @@ PAYLOAD_FILES = (
 FIRSTBOOT_FILES = (
     "deploy/firstboot/emopi-firstboot.sh",
     "deploy/firstboot/emopi-firstboot.service",
+    "deploy/firstboot/emopi-firstrun.sh",
 )
+#: Where the payload is on a running Pi (Bookworm and Trixie mount the boot partition there).
+PI_PAYLOAD = "/boot/firmware/emopi"
+SYSTEMD_RUN = (
+    f"systemd.run={PI_PAYLOAD}/emopi-firstrun.sh systemd.run_success_action=reboot "
+    "systemd.unit=kernel-command-line.target"
+)
+RUNCMD = f"[bash, {PI_PAYLOAD}/emopi-firstboot.sh]"
 REMOTE_VENV = "/opt/emopi"
 SSH_TIMEOUT_S = 60
 
@@ -386,6 +394,66 @@ def deploy_ssh(args: argparse.Namespace, payload: Payload) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- first boot
+def hook_cmdline(cmdline: Path) -> str:
+    """Bookworm: run emopi-firstrun.sh once at the first boot, chaining Imager's firstrun.sh."""
+    line = cmdline.read_text().strip()
+    if f"{PI_PAYLOAD}/emopi-firstrun.sh" in line:
+        return "cmdline.txt already runs emopi-firstrun.sh"
+    tokens = line.split()
+    runs = [t for t in tokens if t.startswith("systemd.run=")]
+    if runs and not runs[0].endswith("/firstrun.sh"):
+        raise EmopiError(f"{cmdline} already runs {runs[0]}: add emopi-firstrun.sh to it by hand")
+    if runs:  # Raspberry Pi Imager's customisation: ours runs it first, then adds emopi
+        tokens = [SYSTEMD_RUN.split()[0] if t == runs[0] else t for t in tokens]
+        what = "Imager's firstrun.sh now runs through emopi-firstrun.sh"
+    else:
+        tokens += SYSTEMD_RUN.split()
+        what = "emopi-firstrun.sh runs on the first boot"
+    for extra in SYSTEMD_RUN.split()[1:]:
+        if extra not in tokens:
+            tokens.append(extra)
+    cmdline.write_text(" ".join(tokens) + "\n")  # the kernel command line is one line
+    return f"cmdline.txt: {what}"
+
+
+def hook_user_data(user_data: Path) -> str:
+    """Trixie (cloud-init): add the first-boot install to runcmd, keeping everything else."""
+    if not user_data.is_file():
+        return (
+            "cloud-init image without user-data: copy deploy/firstboot/user-data and "
+            "network-config next to emopi/ and fill in every CHANGE_ME"
+        )
+    text = user_data.read_text()
+    if f"{PI_PAYLOAD}/emopi-firstboot.sh" in text:
+        return "user-data already runs emopi-firstboot.sh"
+    if not text.lstrip().startswith("#cloud-config"):
+        raise EmopiError(f"{user_data} is not #cloud-config: add runcmd {RUNCMD} by hand")
+    lines = text.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("runcmd:")]
+    if starts and lines[starts[0]].strip() != "runcmd:":
+        raise EmopiError(f"{user_data} has an inline runcmd: add {RUNCMD} to it by hand")
+    if starts:
+        i = starts[0]
+        following = next((ln for ln in lines[i + 1 :] if ln.strip()), "  - x")
+        indent = following[: len(following) - len(following.lstrip())]
+        lines.insert(i + 1, f"{indent}- {RUNCMD}")
+    else:
+        lines += ["", "# emopi: install and start the service once the network is up", "runcmd:"]
+        lines.append(f"  - {RUNCMD}")
+    user_data.write_text("\n".join(lines) + "\n")
+    return "user-data: runcmd installs emopi on the first boot"
+
+
+def hook_first_boot(boot: Path) -> str:
+    """Make the first boot of a freshly flashed card install the staged payload."""
+    if (boot / "user-data").is_file() or (boot / "meta-data").is_file():
+        return hook_user_data(boot / "user-data")
+    if (boot / "cmdline.txt").is_file():
+        return hook_cmdline(boot / "cmdline.txt")
+    return f"{boot} is no boot partition (no cmdline.txt or user-data): first boot not hooked"
+
+
 def stage(args: argparse.Namespace, payload: Payload, checkout: Path) -> int:
     """Copy the payload into DIR/emopi (e.g. the SD card's boot partition) for first boot."""
     dest = Path(args.stage) / "emopi"
@@ -398,8 +466,10 @@ def stage(args: argparse.Namespace, payload: Payload, checkout: Path) -> int:
         else:
             shutil.copyfile(src, dest / src.name)
     (dest / "install-args").write_text(shlex.join(payload.install_args) + "\n")
+    (dest / "install-args.done").unlink(missing_ok=True)
     print(f"staged {len(list(dest.iterdir()))} files in {dest}")
     print("first boot runs: emopi/install.sh " + shlex.join(payload.install_args))
+    print(hook_first_boot(Path(args.stage)))
     return 0
 
 
