@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -310,15 +310,19 @@ def install_command(info: dict[str, str], payload: Payload, interactive: bool) -
 
 
 def wait_first_stats(config: str | None, timeout: float) -> int:
-    """On the Pi: print the first ``<prefix>/stats`` message of this device (run via ssh)."""
+    """On the Pi: print the first stats message of the running service (run there via ssh).
+
+    With a broker it is the next ``<prefix>/stats`` message; without one, `emopi run` logs its
+    stats to stderr, so it is the first ``stats {...}`` line of this run in the journal.
+    """
     from emopi.edge.config import load_config
-    from emopi.edge.publisher import make_client
 
     cfg = load_config(config)
+    if not cfg.mqtt.enabled:
+        return _first_stats_in_journal(timeout)
+    from emopi.edge.publisher import make_client
+
     settings = cfg.mqtt
-    if not settings.enabled:
-        print("no MQTT broker configured: stats go to the journal (journalctl -u emopi)")
-        return 0
     host, port = settings.endpoint()
     topic = f"{settings.prefix(cfg.resolved_device_id)}/stats"
     got: list[bytes] = []
@@ -331,15 +335,47 @@ def wait_first_stats(config: str | None, timeout: float) -> int:
         print(f"cannot connect to the MQTT broker {host}:{port}: {exc}")
         return 1
     client.loop_start()
-    deadline = time.monotonic() + timeout
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.2)
-    client.loop_stop()
-    client.disconnect()
+    try:
+        _wait_until(lambda: bool(got), timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
     if not got:
         print(f"no message on {topic} within {timeout:.0f} s (see journalctl -u emopi)")
         return 1
     print(f"{topic}: {got[0].decode(errors='replace')}")
+    return 0
+
+
+def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return done()
+
+
+def _first_stats_in_journal(timeout: float) -> int:
+    """The first stats log line of the current run of emopi.service (its invocation id)."""
+    invocation = subprocess.run(
+        ["systemctl", "show", "--property=InvocationID", "--value", "emopi.service"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    found: list[str] = []
+
+    def look() -> bool:
+        out = subprocess.run(
+            ["journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "--output=cat", "--no-pager"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        found.extend(ln for ln in out.splitlines() if " stats {" in ln)
+        return bool(found)
+
+    if not invocation or not _wait_until(look, timeout):
+        print(f"no stats line in the journal within {timeout:.0f} s (journalctl -u emopi)")
+        return 1
+    print(f"journal: {found[0]}")
     return 0
 
 
