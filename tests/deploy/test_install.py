@@ -195,25 +195,6 @@ def test_model_is_installed_with_a_drop_in(installed, wheel, tmp_path):
     assert f"EMOPI_CLASSIFY_MODEL={prefix}/etc/emopi/models/mine.tflite" in dropin
 
 
-def test_uninstall_keeps_config_and_state(tmp_path, wheel, os_release, config_file):
-    prefix = tmp_path / "root"
-    assert install(prefix, wheel, os_release, "--config", str(config_file)).returncode == 0
-    spool = prefix / "var/lib/emopi/spool.db"
-    spool.parent.mkdir(parents=True)
-    spool.write_bytes(b"events")
-    result = run_install(
-        "--uninstall", "--prefix", str(prefix), "--no-user", "--no-systemctl", "--no-apt"
-    )
-    assert result.returncode == 0, result.stderr
-    assert not (prefix / "opt/emopi").exists()
-    assert not (prefix / "etc/systemd/system/emopi.service").exists()
-    assert not (prefix / "etc/systemd/system/emopi.service.d").exists()
-    assert (prefix / "etc/emopi/emopi.toml").read_text() == config_file.read_text()
-    assert spool.read_bytes() == b"events"
-    again = run_install("--uninstall", "--prefix", str(prefix), "--no-user", "--no-systemctl")
-    assert again.returncode == 0 and "(0 changes)" in again.stdout
-
-
 @pytest.mark.parametrize("arch", ["armhf", "armv7l", "armel"])
 def test_32_bit_is_refused_with_one_clear_line(tmp_path, wheel, os_release, arch):
     prefix = tmp_path / "root"
@@ -251,3 +232,24 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path, os_release, args, m
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not prefix.exists()
+
+
+def test_uninstall_keeps_config_and_state(installed):
+    """Last in this module: it removes the shared install."""
+    prefix, _, _ = installed
+    config = (prefix / "etc/emopi/emopi.toml").read_text()
+    spool = prefix / "var/lib/emopi/spool.db"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(b"events")
+    result = run_install(
+        "--uninstall", "--prefix", str(prefix), "--no-user", "--no-systemctl", "--no-apt"
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (prefix / "opt/emopi").exists()
+    assert not (prefix / "etc/systemd/system/emopi.service").exists()
+    assert not (prefix / "etc/systemd/system/emopi.service.d").exists()  # ours were the only
+    assert (prefix / "etc/emopi/emopi.toml").read_text() == config
+    assert (prefix / "etc/emopi/models/mine.tflite").is_file()
+    assert spool.read_bytes() == b"events"
+    again = run_install("--uninstall", "--prefix", str(prefix), "--no-user", "--no-systemctl")
+    assert again.returncode == 0 and "(0 changes)" in again.stdout
