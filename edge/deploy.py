@@ -89,7 +89,19 @@ class Payload:
     install_args: list[str] = field(default_factory=list)
 
 
+def uninstall_payload(args: argparse.Namespace, checkout: Path) -> Payload:
+    """Only the installer, run with --uninstall (keeps the config and the state)."""
+    install_args = ["--uninstall"]
+    if args.prefix:
+        install_args += ["--prefix", args.prefix]
+    if args.no_systemctl:
+        install_args.append("--no-systemctl")
+    return Payload([checkout / "deploy/install.sh"], [*install_args, *args.install_arg])
+
+
 def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Payload:
+    if args.uninstall:
+        return uninstall_payload(args, checkout)
     wheel = Path(args.wheel) if args.wheel else build_wheel(checkout, workdir)
     if not wheel.is_file():
         raise EmopiError(f"wheel {wheel} does not exist")
@@ -419,6 +431,9 @@ def deploy_ssh(args: argparse.Namespace, payload: Payload) -> int:
             if "sudo:" in why and "password" in why:
                 why += " (run emopi deploy from a terminal, or allow passwordless sudo)"
             raise EmopiError(f"install on {args.target} failed: {why.strip()}")
+        if args.uninstall:
+            print(f"\nuninstalled from {args.target} (config and state kept)")
+            return 0
         if args.no_systemctl:
             print("\n== service: not started (--no-systemctl)")
         else:
@@ -512,11 +527,14 @@ def stage(args: argparse.Namespace, payload: Payload, checkout: Path) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     if not args.stage and not args.target:
         raise EmopiError("give a target (pi@host) or --stage DIR")
+    if args.uninstall and args.stage:
+        raise EmopiError("--uninstall needs a target (pi@host), not --stage")
     if not args.stage and shutil.which("ssh") is None:
         raise EmopiError("no ssh client found: apt install openssh-client")
     checkout = find_checkout(args.source)
     with tempfile.TemporaryDirectory(prefix="emopi-deploy-") as tmp:
-        print(f"== building from {checkout}")
+        if not args.uninstall:
+            print(f"== building from {checkout}")
         payload = make_payload(args, checkout, Path(tmp))
         print(f"  {payload.files[0].name}")
         if args.stage:
@@ -569,6 +587,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--batch", action="store_true", help="never prompt (no password, no sudo password)"
+    )
+    p.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="stop and remove emopi from the Pi (the config and the state stay)",
     )
     p.add_argument(
         "--stage",

@@ -86,6 +86,14 @@ def test_deploy_builds_copies_installs_and_upgrades(sshd, tmp_path, config_file,
     assert (prefix / "etc/emopi/emopi.toml").read_text() == 'device_id = "edited-on-the-pi"\n'
     assert emopi_version(prefix) == f"emopi {wheel.name.split('-')[1]}"
 
+    gone = deploy(
+        target, *sshd.ssh_options, "--uninstall", "--prefix", str(prefix), "--no-systemctl"
+    )
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert "uninstalled from root@127.0.0.1" in gone.stdout and "== building" not in gone.stdout
+    assert not (prefix / "opt/emopi").exists()
+    assert (prefix / "etc/emopi/emopi.toml").read_text() == 'device_id = "edited-on-the-pi"\n'
+
 
 def test_unreachable_host_is_one_clear_line(tmp_path, wheel):
     port = free_port()  # nothing listens there
