@@ -290,6 +290,7 @@ class MqttSink:
 
     def _process_signals(self) -> None:
         acked: list[int] = []
+        rejected = 0
         while self._signals:
             kind, *args = self._signals.popleft()
             if kind == "ack":
@@ -300,10 +301,8 @@ class MqttSink:
                 self._may_hand = True  # an ack: paho's re-send after a reconnect is under way
                 acked.append(row)
                 if reason.is_failure:
-                    self._rejected += 1
+                    rejected += 1
                     log.warning("MQTT broker rejected event (spool row %d): %s", row, reason)
-                else:
-                    self._published += 1
             elif kind == "connect":
                 self._may_hand = not self._inflight
             elif kind == "disconnect":
@@ -311,6 +310,9 @@ class MqttSink:
         if not self._spool_open:
             return  # closed: unacknowledged rows stay on disk for the next start
         self._spool.delete(acked)
+        # Counted after the delete, so a reader never sees "published" with the row still spooled.
+        self._published += len(acked) - rejected
+        self._rejected += rejected
         if self._may_hand:
             self._hand_rows()
 
