@@ -93,9 +93,11 @@ class StageTimes:
 
 
 def normalise_box(box: tuple[float, ...], width: int, height: int) -> tuple[float, ...]:
+    """``(x, y, w, h)`` in pixels to fractions of the frame, clipped to the frame."""
     x, y, w, h = box
     x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
-    return (x0, y0, min(w / width, 1.0 - x0), min(h / height, 1.0 - y0))
+    x1, y1 = min(max((x + w) / width, x0), 1.0), min(max((y + h) / height, y0), 1.0)
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 class Pipeline:

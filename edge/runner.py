@@ -220,34 +220,31 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     path = config_path(args.config, os.environ)
     cfg = load_config(path, os.environ, overrides(args))
-    if path is not None:
-        log.info("config %s", path)
     notifier = Notifier()
     with contextlib.ExitStack() as stack:
         viewers: list = []
         if args.preview:
-            viewers.append(PreviewWindow())
-            stack.callback(viewers[-1].close)
+            preview = PreviewWindow()
+            stack.callback(preview.close)
+            viewers.append(preview)
+        annotated = AnnotatedVideo(args.annotate, cfg.source.fps) if args.annotate else None
+        want_color = bool(args.preview or args.annotate)
+        source = make_source(cfg.source.spec, cfg.source, want_color=want_color)
+        if isinstance(source, DemoSource) and args.realtime is False:
+            source.realtime = False
+        source.open()
+        stack.callback(source.close)
+        if annotated is not None:
+            annotated.fps = getattr(source, "fps", cfg.source.fps)  # a video file's own rate
+            stack.callback(annotated.close)
+            viewers.append(annotated)
         classifier = Classifier(
             model_path(cfg),
             threads=cfg.classify.threads,
             batch=cfg.classify.batch,
             require_int8=cfg.classify.require_int8,
         )
-        source = make_source(
-            cfg.source.spec, cfg.source, want_color=bool(args.preview or args.annotate)
-        )
-        if isinstance(source, DemoSource) and args.realtime is False:
-            source.realtime = False
-        if args.annotate:
-            annotated = AnnotatedVideo(args.annotate, cfg.source.fps)
-            viewers.append(annotated)
-            stack.callback(annotated.close)
         sinks, observers = _make_sinks(cfg, args, stack, classifier.model_id)
-        source.open()
-        stack.callback(source.close)
-        if args.annotate:  # a video file knows its own frame rate once open
-            annotated.fps = getattr(source, "fps", cfg.source.fps)
         pipeline = build_pipeline(
             cfg,
             source,
@@ -261,11 +258,12 @@ def run(args: argparse.Namespace) -> int:
         )
         _install_signals(pipeline.request_stop)
         log.info(
-            "running: source %s, model %s, device %s, run %s",
+            "running: source %s, model %s, device %s, run %s, config %s",
             source.name,
             classifier.model_id,
             pipeline.options.device_id,
             pipeline.options.run_id,
+            path or "defaults",
         )
         notifier.ready(f"source {source.name}, model {classifier.model_id}")
         stats = pipeline.run()

@@ -1,4 +1,4 @@
-"""Fixtures for the edge pipeline tests: the model, the benchmark video, small media files."""
+"""Fixtures for the edge pipeline tests: the model, the benchmark video, the event schema."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the edge tests (media files made at test time)."""
+"""Helpers shared by the edge tests (media made at test time, the CLI in a subprocess)."""
 
 from __future__ import annotations
 
