@@ -121,6 +121,14 @@ change() {
   [ "$DRY_RUN" = 1 ] || "$@"
 }
 
+# Print and run a command that refreshes caches only (not counted as a change).
+refresh() {
+  printf '    +'
+  printf ' %q' "$@"
+  printf '\n'
+  [ "$DRY_RUN" = 1 ] || "$@"
+}
+
 # Write line $1 to file $2 (a change).
 write_text() {
   printf '    + echo %q > %q\n' "$1" "$2"
@@ -250,7 +258,7 @@ apt_install() { # apt_install PKG [apt options...]: install when missing and ava
     return 0
   fi
   if ! apt_available "$pkg" && [ "$APT_UPDATED" = 0 ]; then
-    change apt-get update -qq
+    refresh apt-get update -qq
     APT_UPDATED=1
   fi
   if ! apt_available "$pkg" && [ "$DRY_RUN" = 0 ]; then
