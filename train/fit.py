@@ -137,7 +137,10 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int):
 def _file_logger(run: Path) -> logging.Handler:
     handler = logging.FileHandler(run / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("emopi").addHandler(handler)
+    logger = logging.getLogger("emopi")
+    if logger.getEffectiveLevel() > logging.INFO:  # the log file shows progress whatever the root
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
     return handler
 
 

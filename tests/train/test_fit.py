@@ -16,8 +16,8 @@ from emopi.train.fit import TrainConfig, new_run_dir, train
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
-    x, y = synthetic_faces(280)
-    xv, yv = synthetic_faces(70, seed=1)
+    x, y = synthetic_faces(140)
+    xv, yv = synthetic_faces(42, seed=1)
     path = tmp_path_factory.mktemp("data") / "synthetic.npz"
     return save_npz(path, {"train": Faces(x, y, "synthetic"), "val": Faces(xv, yv, "synthetic")})
 
@@ -54,7 +54,7 @@ def test_run_folder_holds_config_versions_data_history_and_model(npz, tmp_path):
     ):
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["arch"] == "mini-xception"
-    assert json.loads((run / "data.json").read_text())["train"]["images"] == 280
+    assert json.loads((run / "data.json").read_text())["train"]["images"] == 140
     assert "tensorflow" in json.loads((run / "versions.json").read_text())
     assert 0.0 <= metrics["accuracy"] <= 1.0 and set(metrics["per_class_recall"]) >= {"disgust"}
     assert "epoch 1/1" in (run / "train.log").read_text()
