@@ -27,7 +27,7 @@ def config(npz, tmp_path, **kw):
         data=str(npz),
         arch="mini-xception",
         out=str(tmp_path),
-        batch_size=32,
+        batch_size=70,
         cache_dir=str(tmp_path / "cache"),
         **kw,
     )
