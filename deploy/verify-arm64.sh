@@ -50,8 +50,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-in_root() { chroot "$ROOT_DIR" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+# A clean environment, except for proxy settings.
+in_root() {
+  local keep=() v
+  for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    [ -n "${!v:-}" ] && keep+=("$v=${!v}")
+  done
+  chroot "$ROOT_DIR" /usr/bin/env -i HOME=/root LANG=C.UTF-8 "${keep[@]}" \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"
+}
 
 step "host tools: debootstrap, qemu-user-static, binfmt-support"
 need=()
@@ -90,6 +97,12 @@ mount -t sysfs sys "$ROOT_DIR/sys"
 mount --bind /dev "$ROOT_DIR/dev"
 mount --bind /dev/pts "$ROOT_DIR/dev/pts"
 cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
+# CAs added on this host (a TLS-inspecting proxy, a company CA) so pip reaches PyPI from the
+# chroot as it does from here.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT_DIR/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null
+fi
 payload=$ROOT_DIR/root/emopi-payload
 rm -rf "$payload"
 mkdir -p "$payload"
