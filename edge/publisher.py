@@ -5,9 +5,10 @@ Public API::
     sink = MqttSink(settings, device_id, state_dir, model_id="emopi-fer-int8")
     sink.publish_event(event)     # <prefix>/event, QoS 1, not retained; spooled until PUBACK
     sink.publish_state(state)     # <prefix>/state, retained, on change, <= 1 per state_interval
-    sink.publish_stats(stats)     # <prefix>/stats, every stats_interval (calls in between skipped)
+    sink.publish_stats(stats)     # <prefix>/stats: the pipeline's stats + the sink's counters
     sink.connected                # the broker session is up
     sink.wait_connected(timeout)  # EmopiError with the reason when there is no session in time
+    sink.refused                  # the broker rejected the credentials (do not keep running)
     sink.counters()               # spool depth/dropped, events published/spooled, connected
     sink.close()                  # drain in-flight events, retained `offline`, disconnect
     make_client(settings, client_id)  # a paho client with auth, TLS and protocol applied
@@ -153,7 +154,6 @@ class MqttSink:
         self._state_sent_at = -float("inf")
         self._state_dirty = False
         self._state_timer: threading.Timer | None = None
-        self._stats_sent_at = -float("inf")
         self._started = time.monotonic()
         self._is_connected = threading.Event()
         self._error: str | None = None
@@ -182,6 +182,11 @@ class MqttSink:
     def last_error(self) -> str | None:
         """Why the last connection attempt failed (None while connected)."""
         return self._error
+
+    @property
+    def refused(self) -> bool:
+        """The broker rejected our credentials: retrying will not help (fail fast on this)."""
+        return self._refused
 
     def wait_connected(self, timeout: float) -> None:
         """Block until the broker session is up; raise :class:`EmopiError` with the reason.
@@ -222,17 +227,16 @@ class MqttSink:
         self._flush_state()
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
-        now = time.monotonic()
-        # 10% slack so a caller on its own stats_interval timer is never skipped for jitter.
-        if now - self._stats_sent_at < 0.9 * self._settings.stats_interval or not self.connected:
+        """Publish ``stats`` plus the sink's counters; skipped while offline (stats are not
+        worth spooling). The pipeline calls this every ``stats_interval``."""
+        if not self.connected:
             return
-        self._stats_sent_at = now
         doc = {
+            "model": self._model_id,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "ts": round(time.time(), 3),
             **stats,
             **self.counters(),
-            "model_id": stats.get("model_id", self._model_id),
-            "uptime_s": round(stats.get("uptime_s", now - self._started), 1),
-            "ts": round(time.time(), 3),
         }
         self._client.publish(self.topics["stats"], json.dumps(doc, default=str), qos=0)
 
