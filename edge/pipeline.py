@@ -29,11 +29,10 @@ import numpy as np
 
 from emopi.edge.classify import Classifier
 from emopi.edge.config import Config
-from emopi.edge.contract import LABELS
 from emopi.edge.detect import HaarDetector
 from emopi.edge.errors import EmopiError
 from emopi.edge.events import EmotionEvent, FaceState, FrameObserver, SceneState, Sink
-from emopi.edge.smooth import Smoother, TrackSmoother
+from emopi.edge.smooth import Smoother
 from emopi.edge.sources import Frame, FrameSource
 from emopi.edge.track import Track, Tracker, TrackUpdate
 
@@ -251,8 +250,7 @@ class Pipeline:
     # ------------------------------------------------------------------ events
 
     def _event(self, kind: str, track: Track, ts: float, before: str | None = None) -> EmotionEvent:
-        state = self.smoother.get(track.id)
-        emotion, confidence, probs = _emotion(state)
+        state = self.smoother.tracks[track.id]  # announced tracks always have one
         self.seq += 1
         return EmotionEvent(
             type=kind,  # type: ignore[arg-type]
@@ -260,9 +258,9 @@ class Pipeline:
             run_id=self.options.run_id,
             device_id=self.options.device_id,
             track_id=track.id,
-            emotion=emotion,
-            confidence=confidence,
-            probs=probs,
+            emotion=state.emotion,
+            confidence=state.confidence,
+            probs=state.prob_dict(),
             box=normalise_box(track.box, *self._size),
             ts=ts,
             before=before,
@@ -371,12 +369,6 @@ class Pipeline:
 def _int_box(box: tuple[float, ...]) -> tuple[int, int, int, int]:
     x, y, w, h = box
     return round(x), round(y), round(w), round(h)
-
-
-def _emotion(state: TrackSmoother | None) -> tuple[str, float, dict[str, float]]:
-    if state is None:  # cannot happen for announced tracks; kept total for safety
-        return "neutral", 0.0, dict.fromkeys(LABELS, 0.0)
-    return state.emotion, state.confidence, state.prob_dict()
 
 
 # --------------------------------------------------------------------------- building

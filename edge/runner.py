@@ -310,7 +310,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "| video FILE | image DIR | rtsp:// or http:// URL",
     )
     p.add_argument("--model", metavar="PATH", help="int8 .tflite with its .json metadata")
-    p.add_argument("--threads", type=int, help="CPU threads for OpenCV and the interpreter")
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for OpenCV and the interpreter"
+    )
     p.add_argument(
         "--detect-every", type=int, metavar="N", help="run the face detector every N frames"
     )

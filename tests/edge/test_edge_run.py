@@ -8,6 +8,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -124,3 +125,39 @@ def test_user_errors_are_one_line(args, message):
     assert len(lines) == 1 and lines[0].startswith("emopi run: error: ")
     assert message in lines[0]
     assert result.stdout == ""
+
+
+def test_events_go_to_mqtt_when_a_broker_is_configured(model, mosquitto, tmp_path, event_validator):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    received: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-test-sub")
+    client.on_message = lambda _c, _u, msg: received.append((msg.topic, msg.payload))
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.on_connect = lambda c, *_args: c.subscribe("emopi/wire/#", qos=1)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10)
+        result = run_emopi(
+            "run", "--source", "demo", "--no-realtime", "--max-frames", "60",
+            "--model", str(model), "--device-id", "wire",
+            "--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port),
+            env={"EMOPI_CONFIG": os.devnull, "EMOPI_STATE_DIR": str(tmp_path)},
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(t.endswith("/stats") for t, _ in received):
+            time.sleep(0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # MQTT configured: nothing on stdout without --stdout
+    events = [json.loads(p) for t, p in received if t == "emopi/wire/event"]
+    for event in events:
+        event_validator.validate(event)
+    assert [e["type"] for e in events] == ["new", "end"]
+    stats = [json.loads(p) for t, p in received if t == "emopi/wire/stats"]
+    assert stats[-1]["frames"] == 60 and stats[-1]["camera"] == "up"
