@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from emopi.edge.contract import LABELS
 from emopi.edge.events import EmotionEvent
 from emopi.edge.mqtt_settings import MqttSettings
 from emopi.edge.publisher import MqttSink
@@ -52,10 +53,10 @@ def make_event(seq: int, run_id: str = "run-a", device_id: str = DEVICE) -> Emot
         seq=seq,
         run_id=run_id,
         device_id=device_id,
-        track_id=seq // 3,
+        track_id=seq // 3 + 1,
         emotion=emotion,
-        confidence=0.8,
-        probs={e: (0.8 if e == emotion else 0.05) for e in EMOTIONS},
+        confidence=0.7,
+        probs={label: (0.7 if label == emotion else 0.05) for label in LABELS},
         box=(0.1, 0.2, 0.3, 0.4),
         ts=1_700_000_000.0 + seq,
         before="neutral" if kind == "update" else None,

@@ -46,9 +46,9 @@ def test_listen_prints_events_once_each(mosquitto, make_sink):
     assert proc.returncode == 0, err
     lines = out.splitlines()
     assert len(lines) == 3
-    assert f"{DEVICE} #1 update track 0 neutral -> sad 0.80" in lines[0]
+    assert f"{DEVICE} #1 update track 1 neutral -> sad 0.70" in lines[0]
     assert f"{DEVICE} #2 end" in lines[1] and "left after 2.5s" in lines[1]
-    assert f"{DEVICE} #3 new" in lines[2] and "track 1 surprise 0.80" in lines[2]
+    assert f"{DEVICE} #3 new" in lines[2] and "track 2 surprise 0.70" in lines[2]
 
 
 def test_listen_connection_refused_is_one_clear_line():

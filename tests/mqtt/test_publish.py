@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 from mqtt_driver import DEVICE, dedup, make_event, plain_settings
 
@@ -19,6 +20,7 @@ from emopi.edge.events import EmotionEvent, FaceState, SceneState
 from emopi.edge.spool import SPOOL_FILE, Spool
 
 PREFIX = f"emopi/{DEVICE}"
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())
 DRIVER = Path(__file__).with_name("mqtt_driver.py")
 
 
@@ -79,7 +81,7 @@ def test_events_arrive_with_schema_and_qos1(mosquitto, make_sink, subscribe):
     for event, msg in zip(sent, got, strict=True):
         doc = msg.json()
         assert doc == event.to_dict()
-        assert {"type", "seq", "run_id", "device_id", "track_id", "emotion", "ts"} <= doc.keys()
+        jsonschema.validate(doc, SCHEMA)
         doc["box"] = tuple(doc["box"])
         assert EmotionEvent(**doc) == event
     sub.wait_for(lambda: sink.counters()["events_published"] == 30)
