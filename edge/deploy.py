@@ -19,6 +19,7 @@ is asked at most once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emopi.edge.config import load_config
 from emopi.edge.errors import EmopiError
 
 #: Files of a checkout that make up the payload besides the wheel (relative to the checkout).
@@ -89,14 +91,17 @@ class Payload:
     install_args: list[str] = field(default_factory=list)
 
 
+def _target_args(args: argparse.Namespace) -> list[str]:
+    """Installer flags about where and how to install, common to install and uninstall."""
+    out = ["--prefix", args.prefix] if args.prefix else []
+    if args.no_systemctl:
+        out.append("--no-systemctl")
+    return [*out, *args.install_arg]
+
+
 def uninstall_payload(args: argparse.Namespace, checkout: Path) -> Payload:
     """Only the installer, run with --uninstall (keeps the config and the state)."""
-    install_args = ["--uninstall"]
-    if args.prefix:
-        install_args += ["--prefix", args.prefix]
-    if args.no_systemctl:
-        install_args.append("--no-systemctl")
-    return Payload([checkout / "deploy/install.sh"], [*install_args, *args.install_arg])
+    return Payload([checkout / "deploy/install.sh"], ["--uninstall", *_target_args(args)])
 
 
 def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Payload:
@@ -111,7 +116,7 @@ def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Pay
         config = Path(args.config)
         if not config.is_file():
             raise EmopiError(f"config {config} does not exist")
-        _check_config(config)
+        load_config(config, env={})  # a typo fails here, before anything is copied
         staged = workdir / "emopi.toml"
         shutil.copyfile(config, staged)
         files.append(staged)
@@ -132,21 +137,7 @@ def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Pay
             raise EmopiError(f"wheelhouse {house} is not a directory")
         files.append(house)
         install_args += ["--find-links", house.name]
-    if args.prefix:
-        install_args += ["--prefix", args.prefix]
-    if args.no_systemctl:
-        install_args.append("--no-systemctl")
-    install_args += args.install_arg
-    return Payload(files, install_args)
-
-
-def _check_config(path: Path) -> None:
-    """Validate the config here, so a typo fails before anything is copied."""
-    try:
-        from emopi.edge.config import load_config
-    except ImportError:  # an older tree without the config module: the Pi validates it
-        return
-    load_config(path, env={})
+    return Payload(files, [*install_args, *_target_args(args)])
 
 
 # ---------------------------------------------------------------------------- SSH
@@ -155,16 +146,6 @@ def classify_ssh_error(target: str, port: int | None, stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     text = " ".join(lines)
     where = f"{target}:{port}" if port else target
-    for needle, why in (
-        ("Could not resolve hostname", "host name not found"),
-        ("Connection refused", "connection refused (is SSH enabled on the Pi?)"),
-        ("timed out", "connection timed out (is the Pi on this network?)"),
-        ("No route to host", "no route to host"),
-        ("Network is unreachable", "network is unreachable"),
-        ("Connection closed", "the connection was closed by the Pi"),
-    ):
-        if needle in text:
-            return f"cannot reach {where}: {why}"
     if "Host key verification failed" in text or "REMOTE HOST IDENTIFICATION HAS CHANGED" in text:
         return (
             f"host key of {where} does not match known_hosts (re-flashed Pi?): "
@@ -175,6 +156,16 @@ def classify_ssh_error(target: str, port: int | None, stderr: str) -> str:
             f"SSH login to {where} failed (authentication refused): add your key with "
             f"ssh-copy-id {target}, or pass --identity KEY"
         )
+    for needle, why in (
+        ("Could not resolve hostname", "host name not found"),
+        ("Connection refused", "connection refused (is SSH enabled on the Pi?)"),
+        ("timed out", "connection timed out (is the Pi on this network?)"),
+        ("No route to host", "no route to host"),
+        ("Network is unreachable", "network is unreachable"),
+        ("Connection closed", "the connection was closed by the Pi"),
+    ):
+        if needle in text:
+            return f"cannot reach {where}: {why}"
     return f"ssh to {where} failed: {lines[-1] if lines else 'no message'}"
 
 
@@ -227,7 +218,7 @@ class Ssh:
                 stdin=None if not self.batch else subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                timeout=SSH_TIMEOUT_S + 60,
+                timeout=SSH_TIMEOUT_S + 60 if self.batch else None,  # a person may be typing
             )
             if proc.returncode != 0:
                 err.seek(0)
@@ -243,13 +234,16 @@ class Ssh:
 
     def run(self, command: str, timeout: float | None = SSH_TIMEOUT_S) -> str:
         """Run a remote shell command and return its stdout; failures raise EmopiError."""
-        proc = subprocess.run(
-            ["ssh", *self._common("-p"), self.target, command],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        try:
+            proc = subprocess.run(
+                ["ssh", *self._common("-p"), self.target, command],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise EmopiError(f"on {self.target}: `{command}` took over {timeout:.0f} s") from None
         if proc.returncode == 255:
             raise EmopiError(classify_ssh_error(self.target, self.port, proc.stderr))
         if proc.returncode != 0:
@@ -310,10 +304,17 @@ def _probe(ssh: Ssh) -> dict[str, str]:
     return info
 
 
+def sudo_prefix(info: dict[str, str], interactive: bool) -> str:
+    """Nothing as root; else sudo, which may prompt only when a person is at the terminal."""
+    if info.get("uid") == "0":
+        return ""
+    return "sudo " if interactive else "sudo -n "
+
+
 def install_command(info: dict[str, str], payload: Payload, interactive: bool) -> str:
     """The remote shell line: run install.sh as root from the payload dir, then clean up."""
     remote = info["dir"]
-    sudo = "" if info.get("uid") == "0" else ("sudo " if interactive else "sudo -n ")
+    sudo = sudo_prefix(info, interactive)
     args = [
         f"{remote}/{a}" if a in {p.name for p in payload.files} else a for a in payload.install_args
     ]
@@ -327,8 +328,6 @@ def wait_first_stats(config: str | None, timeout: float) -> int:
     With a broker it is the next ``<prefix>/stats`` message; without one, `emopi run` logs its
     stats to stderr, so it is the first ``stats {...}`` line of this run in the journal.
     """
-    from emopi.edge.config import load_config
-
     cfg = load_config(config)
     if not cfg.mqtt.enabled:
         return _first_stats_in_journal(timeout)
@@ -416,6 +415,7 @@ def report(ssh: Ssh, args: argparse.Namespace, sudo: str) -> None:
 def deploy_ssh(args: argparse.Namespace, payload: Payload) -> int:
     interactive = sys.stdin.isatty() and not args.batch
     ssh = Ssh(args.target, args.port, args.identity, args.ssh_option, batch=not interactive)
+    info: dict[str, str] = {}
     try:
         print(f"== connecting to {args.target}")
         ssh.connect()
@@ -437,9 +437,11 @@ def deploy_ssh(args: argparse.Namespace, payload: Payload) -> int:
         if args.no_systemctl:
             print("\n== service: not started (--no-systemctl)")
         else:
-            sudo = "" if info.get("uid") == "0" else ("sudo " if interactive else "sudo -n ")
-            report(ssh, args, sudo)
+            report(ssh, args, sudo_prefix(info, interactive))
     finally:
+        if info:  # the install removes the payload; this covers a failed copy
+            with contextlib.suppress(EmopiError, subprocess.TimeoutExpired):
+                ssh.run(f"rm -rf {shlex.quote(info['dir'])}")
         ssh.close()
     print(f"\ndeployed to {args.target}")
     return 0
