@@ -128,6 +128,8 @@ class MqttSink:
         self._model_id = model_id
         prefix = settings.prefix(device_id)
         self.topics = {name: f"{prefix}/{name}" for name in ("status", "event", "state", "stats")}
+        # The client first: a certificate error must not leave the spool open (and locked).
+        self._client = make_client(settings, settings.client_id or f"emopi-{device_id}")
         self._spool = Spool(
             Path(state_dir) / SPOOL_FILE,
             settings.spool_max_events,
@@ -161,7 +163,6 @@ class MqttSink:
         self._closed = False
         self._spool_open = True
 
-        self._client = make_client(settings, settings.client_id or f"emopi-{device_id}")
         self._client.will_set(self.topics["status"], "offline", qos=1, retain=True)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_connect = self._on_connect
@@ -204,9 +205,9 @@ class MqttSink:
     def publish_event(self, event: EmotionEvent) -> None:
         if self._closed:
             raise RuntimeError("MqttSink.publish_event after close()")
-        self._spool.append(event.to_json())
-        self._spooled += 1
-        self._signal("kick")
+        if self._spool.append(event.to_json()):
+            self._spooled += 1
+            self._signal("kick")
 
     def publish_state(self, state: SceneState) -> None:
         doc = state.to_dict()
