@@ -1,6 +1,7 @@
 """Benchmark (not a test): the whole pipeline on the shared benchmark video, stdout to /dev/null.
 
-    python tests/edge/bench_pipeline.py [--model PATH] [--threads 1] [--repeat 3] [VIDEO]
+    python tests/edge/bench_pipeline.py [--model PATH] [--threads 1] [--repeat 3]
+        [--detect-every N] [--full-every N] [VIDEO]
 
 Prints wall-clock fps, CPU-time fps (less sensitive to other processes on a shared machine)
 and the per-stage p50/p95 of the best run.
@@ -27,12 +28,12 @@ VIDEO = (
 )
 
 
-def bench(video: Path, model: str, threads: int, detect_every: int | None) -> dict:
+def bench(video: Path, model: str, threads: int, every: int | None, full_every: int | None) -> dict:
     cfg = Config()
     cfg.classify.model = model
     cfg.classify.threads = threads
-    if detect_every:
-        cfg.detect.every = detect_every
+    cfg.detect.every = every or cfg.detect.every
+    cfg.detect.full_every = full_every or cfg.detect.full_every
     with open(os.devnull, "w") as devnull:
         source = OpenCVSource(str(video), cfg.source)
         source.open()
@@ -54,10 +55,11 @@ def main() -> None:
     parser.add_argument("--model", default="")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--detect-every", type=int)
+    parser.add_argument("--full-every", type=int)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     runs = [
-        bench(Path(args.video), args.model, args.threads, args.detect_every)
+        bench(Path(args.video), args.model, args.threads, args.detect_every, args.full_every)
         for _ in range(args.repeat)
     ]
     best = max(runs, key=lambda s: s["fps_wall"])
