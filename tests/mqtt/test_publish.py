@@ -233,3 +233,20 @@ def test_close_while_broker_is_down_is_quick_and_keeps_the_spool(
     spool = Spool(state / SPOOL_FILE)
     assert [json.loads(p)["seq"] for _, p in spool.pending()] == [1, 2, 3]
     spool.close()
+
+
+def test_long_outage_keeps_the_newest_events_and_counts_drops(own_mosquitto, make_sink, subscribe):
+    own_mosquitto.stop()
+    sink = make_sink(plain_settings(own_mosquitto.port, discovery=False, spool_max_events=5))
+    for seq in range(1, 13):
+        sink.publish_event(make_event(seq))
+    assert sink.counters()["spool_depth"] == 5 and sink.counters()["spool_dropped"] == 7
+    own_mosquitto.start()
+    sub = subscribe(own_mosquitto.port, f"{PREFIX}/#")
+    sink.wait_connected(10)
+    sub.wait_for(lambda: len(dedup(sub.on(f"{PREFIX}/event"))) >= 5)
+    assert dedup(sub.on(f"{PREFIX}/event")) == [("run-a", s) for s in range(8, 13)]
+    sub.wait_for(lambda: sink.counters()["spool_depth"] == 0)
+    sink.publish_stats({})
+    stats = sub.wait_count(f"{PREFIX}/stats", 1)[0].json()
+    assert stats["spool_dropped"] == 7 and stats["events_published"] == 5
