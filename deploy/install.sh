@@ -144,13 +144,21 @@ install_file() {
     note "= $dst unchanged"
     return 1
   fi
-  change install -D -m "$mode" -o root -g "$group" "$src" "$dst"
+  install_owned "$group" -D -m "$mode" "$src" "$dst"
   return 0
+}
+
+# install(1) as root:$1; without owner flags for a --prefix test install by a normal user.
+install_owned() {
+  local group=$1
+  shift
+  if [ "$(id -u)" = 0 ]; then change install -o root -g "$group" "$@"; else change install "$@"; fi
 }
 
 # Ensure owner root:$group and mode $mode (a reinstalled user may have a new gid).
 fix_owner() {
   local path=$1 mode=$2 group=$3 want have
+  [ "$(id -u)" = 0 ] || return 0
   want="$mode root:$group"
   have=$(stat -c '0%a %U:%G' "$path" 2>/dev/null || true)
   [ "$have" = "$want" ] || change chown "root:$group" "$path"
@@ -389,7 +397,7 @@ step_config() {
     if [ -n "$CONFIG" ] && ! cmp -s "$CONFIG" "$CONF"; then
       if [ "$FORCE_CONFIG" = 1 ]; then
         change cp -p "$CONF" "$CONF.bak"
-        change install -m 0640 -o root -g "$group" "$CONFIG" "$CONF"
+        install_owned "$group" -m 0640 "$CONFIG" "$CONF"
         RESTART_NEEDED=1
         return
       fi
@@ -403,11 +411,11 @@ step_config() {
     return
   fi
   if [ "$DRY_RUN" = 1 ] && [ ! -f "$src" ]; then
-    change install -m 0640 -o root -g "$group" "$src" "$CONF"
+    install_owned "$group" -m 0640 "$src" "$CONF"
     return
   fi
   [ -f "$src" ] || die "no config to install: the wheel has no emopi/edge/assets/emopi.toml; pass --config FILE"
-  change install -m 0640 -o root -g "$group" "$src" "$CONF"
+  install_owned "$group" -m 0640 "$src" "$CONF"
   RESTART_NEEDED=1
 }
 
