@@ -552,13 +552,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "it as the emopi service (an upgrade when already installed) and report its status.",
     )
     p.add_argument("target", nargs="?", help="[user@]host of the Pi, as for ssh")
-    p.add_argument("--config", help="config installed as /etc/emopi/emopi.toml if none exists")
+    p.add_argument(
+        "--config", metavar="FILE", help="config installed as /etc/emopi/emopi.toml if none exists"
+    )
     p.add_argument(
         "--force-config", action="store_true", help="replace an existing config (kept as .bak)"
     )
-    p.add_argument("--model", help="a .tflite model (with its .json sidecar) for the service")
+    p.add_argument(
+        "--model", metavar="FILE", help="a .tflite model (with its .json sidecar) for the service"
+    )
     p.add_argument("--port", type=int, help="SSH port (default: ssh's, usually 22)")
-    p.add_argument("-i", "--identity", help="SSH private key file")
+    p.add_argument("-i", "--identity", metavar="KEY", help="SSH private key file")
     p.add_argument(
         "-o",
         "--ssh-option",
@@ -567,10 +571,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="extra ssh option, repeatable (e.g. -o StrictHostKeyChecking=accept-new)",
     )
-    p.add_argument("--wheel", help="install this wheel instead of building one")
-    p.add_argument("--source", help="emopi checkout to build (default: this one)")
-    p.add_argument("--wheelhouse", help="directory of wheels to install from (offline Pi)")
-    p.add_argument("--prefix", help="install under this root on the Pi (test installs)")
+    p.add_argument("--wheel", metavar="FILE", help="install this wheel instead of building one")
+    p.add_argument("--source", metavar="DIR", help="emopi checkout to build (default: this one)")
+    p.add_argument(
+        "--wheelhouse", metavar="DIR", help="directory of wheels to install from (offline Pi)"
+    )
+    p.add_argument(
+        "--prefix", metavar="DIR", help="install under this root on the Pi (test installs)"
+    )
     p.add_argument(
         "--no-systemctl", action="store_true", help="install the unit but do not start it"
     )
@@ -584,6 +592,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stats-timeout",
         type=float,
+        metavar="SECONDS",
         default=75.0,
         help="seconds to wait for the first stats message (0: do not wait; default 75)",
     )
