@@ -29,23 +29,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Subscribe to an emopi broker and pretty-print its events.",
     )
     p.add_argument("--host", default="127.0.0.1", help="broker host (default: %(default)s)")
-    p.add_argument("--port", type=int, default=None, help="broker port (1883, or 8883 with TLS)")
+    p.add_argument(
+        "--port", type=int, default=None, help="broker port (default: 1883, 8883 with TLS)"
+    )
     p.add_argument(
         "--topic",
         action="append",
+        metavar="FILTER",
         help="topic filter, repeatable (default: emopi/#)",
     )
-    p.add_argument("--username", default="")
-    p.add_argument("--password-file", default="", help="or set $EMOPI_MQTT_PASSWORD")
-    p.add_argument("--tls-ca", default="", help="CA file; turns TLS on")
+    p.add_argument("--username", default="", metavar="USER")
+    p.add_argument(
+        "--password-file", default="", metavar="FILE", help="or set $EMOPI_MQTT_PASSWORD"
+    )
+    p.add_argument("--tls-ca", default="", metavar="FILE", help="CA file; turns TLS on")
     p.add_argument("--tls", action="store_true", help="TLS with the system CA store")
-    p.add_argument("--tls-cert", default="", help="client certificate (with --tls-key)")
-    p.add_argument("--tls-key", default="", help="client private key")
+    p.add_argument("--tls-cert", default="", metavar="FILE", help="client certificate")
+    p.add_argument("--tls-key", default="", metavar="FILE", help="client private key")
     p.add_argument("--insecure", action="store_true", help="do not verify the broker certificate")
-    p.add_argument("--protocol", choices=("5", "3.1.1"), default="3.1.1")
+    p.add_argument("--protocol", choices=("5", "3.1.1"), default="3.1.1", help="MQTT version")
     p.add_argument("--raw", action="store_true", help="print topic and payload unchanged")
-    p.add_argument("--count", type=int, default=0, help="exit after N messages")
-    p.add_argument("--timeout", type=float, default=0, help="exit after S seconds")
+    p.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages")
+    p.add_argument("--timeout", type=float, default=0, metavar="S", help="exit after S seconds")
     p.set_defaults(handler=run)
 
 
