@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 from tiny import synthetic_faces
 
 from emopi.train import fit
