@@ -5,6 +5,7 @@ first-run hook and first-boot install scripts against a fake boot partition and 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,24 @@ def test_first_boot_installs_the_staged_payload_once(
 
     again = run_firstboot(boot, prefix, log, os_release)
     assert again.returncode == 0 and "already done" in again.stdout
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
+def test_templates_pass_cloud_init_own_checks(tmp_path):
+    schema = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(FIRSTBOOT / "user-data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert schema.returncode == 0 and "Valid cloud-config" in schema.stdout, schema.stderr
+    convert = ["devel", "net-convert", "-p", str(FIRSTBOOT / "network-config"), "-k", "yaml"]
+    net = subprocess.run(
+        ["cloud-init", *convert, "-d", str(tmp_path), "-D", "debian", "-O", "netplan"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert net.returncode == 0, net.stderr
+    rendered = next(tmp_path.rglob("*.yaml")).read_text()
+    assert "wlan0" in rendered and "CHANGE_ME_SSID" in rendered
