@@ -74,6 +74,11 @@ def _quantize_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default="runs/cache", help="npz cache for loaded data")
+    p.add_argument(
+        "--tta-flip",
+        action="store_true",
+        help="average each face with its mirror image inside the model (2x cost)",
+    )
     p.set_defaults(handler=lazy("commands", "quantize_command"))
 
 

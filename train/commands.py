@@ -58,6 +58,7 @@ def quantize_command(args: argparse.Namespace) -> int:
 
     from emopi.train.data import load_data
     from emopi.train.fit import split_data
+    from emopi.train.models import with_flip_tta
     from emopi.train.quantize import GuardConfig, quantize_model, stratified_sample
 
     model_path, data_summary = _resolve_model(args.model)
@@ -65,6 +66,8 @@ def quantize_command(args: argparse.Namespace) -> int:
     if args.val:
         val_faces = split_data(load_data(args.val, args.cache_dir), 0.1, args.seed)[1]
     model = keras.models.load_model(model_path)
+    if args.tta_flip:
+        model = with_flip_tta(model)
     calib = stratified_sample(train_faces, args.calib_size, args.seed)
     report = quantize_model(
         model,

@@ -149,3 +149,15 @@ def build(name: str) -> keras.Model:
             f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}"
         ) from None
     return builder()
+
+
+def with_flip_tta(model: keras.Model) -> keras.Model:
+    """Average the predictions for a face and its mirror image, inside one model.
+
+    Test-time flip averaging that also runs on the Pi: the int8 model holds both passes
+    (twice the classification cost, same file size).
+    """
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
+    mirrored = layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs)
+    outputs = layers.Average(name="probs_tta")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{model.name}+flip")

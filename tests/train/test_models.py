@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny import synthetic_faces
+from tiny import synthetic_faces, tiny_keras_model
 
 from emopi.edge.errors import EmopiError
-from emopi.train.models import ARCHITECTURES, build
+from emopi.train.models import ARCHITECTURES, build, with_flip_tta
 from emopi.train.quantize import TFLiteRunner, convert
 
 
@@ -27,3 +27,15 @@ def test_architecture_converts_to_full_int8(name, tmp_path):
 def test_unknown_architecture():
     with pytest.raises(EmopiError, match="unknown architecture 'resnet'; choose one of"):
         build("resnet")
+
+
+def test_flip_tta_is_mirror_symmetric_and_int8(tmp_path):
+    model = with_flip_tta(tiny_keras_model())
+    faces = synthetic_faces(4)[0]
+    x = faces[..., None].astype(np.float32)
+    assert np.allclose(
+        model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0), atol=1e-5
+    )
+    path = tmp_path / "tta.tflite"
+    path.write_bytes(convert(model, faces))
+    assert TFLiteRunner(path).q_out.dtype == "int8"
