@@ -102,6 +102,7 @@ mount -t proc proc "$ROOT_DIR/proc"
 mount --bind /dev "$ROOT_DIR/dev"
 mount --bind /dev/pts "$ROOT_DIR/dev/pts"
 cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
+[ -s "$ROOT_DIR/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost\n' >"$ROOT_DIR/etc/hosts"
 # CAs added on this host (a TLS-inspecting proxy, a company CA) so pip reaches PyPI from the
 # chroot as it does from here.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
