@@ -113,20 +113,26 @@ class FerWorker:
         if not Path(python).exists():
             sys.exit(f"compare_fer: {python} not found; set up the fer venv (benchmarks/README.md)")
         self.name = f"fer ({FER_MODES[mode]})"
-        self.proc = subprocess.Popen(
-            [python, __file__, "--worker", str(npy), "--fer-mode", mode],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **ONE_THREAD},
-        )
+        self.log = npy.with_name(f"fer-{mode}.log")  # TensorFlow's chatter goes here
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [python, __file__, "--worker", str(npy), "--fer-mode", mode],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, **ONE_THREAD},
+            )
         self.versions = self._reply()
 
     def _reply(self) -> dict[str, Any]:
         for line in self.proc.stdout:
             if line.startswith(RESULT):
                 return json.loads(line[len(RESULT) :])
-        raise SystemExit(f"compare_fer: the fer worker exited ({self.proc.wait()}); see stderr")
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise SystemExit(
+            f"compare_fer: the fer worker exited ({self.proc.wait()}):\n" + "\n".join(tail)
+        )
 
     def run(self, start: int, count: int) -> dict[str, Any]:
         self.proc.stdin.write(f"run {start} {count}\n")
