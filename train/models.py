@@ -160,4 +160,4 @@ def with_flip_tta(model: keras.Model) -> keras.Model:
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
     mirrored = layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs)
     outputs = layers.Average(name="probs_tta")([model(inputs), model(mirrored)])
-    return keras.Model(inputs, outputs, name=f"{model.name}+flip")
+    return keras.Model(inputs, outputs, name=f"{model.name}-flip")
