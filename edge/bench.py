@@ -1102,7 +1102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-every", type=_count(1), metavar="N", help="detect every N frames")
     p.add_argument("--detect-width", type=_count(64), metavar="PX", help="detection frame width")
     p.add_argument(
-        "--out", metavar="DIR", default="emopi-bench", help="result folder (default ./emopi-bench)"
+        "--out", metavar="DIR", default="bench-out", help="result folder (default ./bench-out)"
     )
     p.add_argument(
         "--broker",
