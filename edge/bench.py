@@ -254,11 +254,12 @@ class TimedClassifier:
             t = perf()
             probs[variant.label] = variant.classifier.predict(faces)
             record.invoke[variant.label] = record.invoke.get(variant.label, 0.0) + perf() - t
-        first = probs[self.variants[0].label]
         if len(probs) > 1:
-            top = [p.argmax(axis=1) for p in probs.values()]
-            record.agree += int(sum(all(t[i] == top[0][i] for t in top) for i in range(len(first))))
-        return first
+            import numpy as np
+
+            top = np.stack([p.argmax(axis=1) for p in probs.values()])
+            record.agree += int((top == top[0]).all(axis=0).sum())
+        return probs[self.variants[0].label]
 
 
 class CountingSink:
@@ -827,6 +828,12 @@ def _run_section(run: dict[str, Any]) -> list[str]:
             f"- dropped frames (live sources): {run['dropped_frames']}",
             "",
         ]
+        if run["live"]:
+            lines += [
+                "Live source: `capture` is the wait for the next camera frame and capture -> "
+                "publish starts when the grabber thread received the frame.",
+                "",
+            ]
         for label, v in run["variants"].items():
             faces = v["faces_per_frame"]
             lines += [
