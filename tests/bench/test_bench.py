@@ -258,3 +258,29 @@ def test_cpu_model_names_a_raspberry_pi_core(monkeypatch):
     cpuinfo = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\nModel\t: Raspberry Pi 4\n"
     monkeypatch.setattr(bench, "_read", lambda path: cpuinfo if path == "/proc/cpuinfo" else None)
     assert bench.cpu_model().startswith("Cortex-A72")
+
+
+def test_recorder_skips_warmup_and_times_live_frames_from_capture():
+    """Live sources: capture -> publish runs from the grabber's timestamp, queue wait included."""
+    import time
+
+    class Source:
+        last_ts = 0.0
+
+    class Classifier:
+        def take(self) -> bench.FrameClassify:
+            return bench.FrameClassify(faces=2, prep=0.002, invoke={"int8": 0.004})
+
+    sink, source = bench.CountingSink(bench.NullSink()), Source()
+    recorder = bench.Recorder(2, ["int8"], Classifier(), sink, source, live=True)
+    timings = {"capture": 0.030, "track": 0.001, "classify": 0.0065, "publish": 0.0, "total": 0.04}
+    for _ in range(5):
+        source.last_ts = time.time() - 0.050  # the grabber got the frame 50 ms ago
+        recorder.on_frame(timings, 1)
+    assert recorder.measured == 3 and recorder.classified == 6
+    result = recorder.variant_result("int8")
+    assert result["capture_to_publish_ms"]["p50"] >= 50.0
+    assert result["classify_per_face_ms"]["p50"] == pytest.approx(3.25)
+    assert result["invoke_per_face_ms"]["p50"] == pytest.approx(2.0)
+    assert result["capacity_fps"] == pytest.approx(100.0)  # 1 / (40 ms - 30 ms waiting)
+    assert result["stage_ms"]["detect"] == {"n": 0}
