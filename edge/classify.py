@@ -10,7 +10,12 @@ model accepts a batch dimension.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,30 @@ def check_model_file(path: Path) -> None:
         head = fh.read(8)
     if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
         raise EmopiError(f"{path} is not a TFLite model (no TFL3 identifier); pass a .tflite file")
+
+
+@contextlib.contextmanager
+def _without_xnnpack_notice() -> Iterator[None]:
+    """Keep LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` off stderr.
+
+    The C++ runtime writes it to file descriptor 2 on the first allocation and has no switch
+    for it; it would be the only line of noise in the journal. Whatever else is written to
+    stderr meanwhile is passed on afterwards.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            rest = [ln for ln in text.splitlines(True) if "XNNPACK delegate for CPU" not in ln]
+            if rest:
+                sys.stderr.write("".join(rest))
 
 
 def _quant_matches(expected: dict[str, Any], actual: QuantParams) -> bool:
@@ -79,18 +108,19 @@ class Classifier:
             ) from None
         try:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            inputs = self.interpreter.get_input_details()
+            outputs = self.interpreter.get_output_details()
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise EmopiError(f"model {self.path} must have one input and one output")
+            self._in, self._out = inputs[0], outputs[0]
+            self.in_q = QuantParams.from_tensor_details(self._in)
+            self.out_q = QuantParams.from_tensor_details(self._out)
+            self._validate(require_int8)  # before allocating: a wrong shape may not allocate
+            with _without_xnnpack_notice():
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EmopiError(f"cannot load model {self.path}: {first}") from None
-        inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise EmopiError(f"model {self.path} must have one input and one output")
-        self._in, self._out = inputs[0], outputs[0]
-        self.in_q = QuantParams.from_tensor_details(self._in)
-        self.out_q = QuantParams.from_tensor_details(self._out)
-        self._validate(require_int8)
         self.batching = batch and self._batch_capable()
         self._batch = 1
 

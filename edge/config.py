@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -62,9 +63,19 @@ class SourceSettings:
     fps: float = 30.0  # camera frame rate; pacing rate of the demo and of image folders
     realtime: bool = False  # files/folders: pace at their fps instead of as fast as possible
     loop: bool = False  # files/folders: start again at the end
+    reconnect_min: float = 0.5  # cameras: first wait (s) before reopening a failing camera...
+    reconnect_max: float = 10.0  # ...doubling after each failed attempt up to this
 
     def validate(self) -> None:
         _require(bool(self.spec.strip()), "[source] spec must not be empty")
+        _require(
+            0.01 <= self.reconnect_min <= 600,
+            f"[source] reconnect_min must be 0.01..600 s, not {self.reconnect_min}",
+        )
+        _require(
+            self.reconnect_min <= self.reconnect_max <= 600,
+            f"[source] reconnect_max must be reconnect_min..600 s, not {self.reconnect_max}",
+        )
         _require(16 <= self.width <= 4096, f"[source] width must be 16..4096, not {self.width}")
         _require(16 <= self.height <= 4096, f"[source] height must be 16..4096, not {self.height}")
         _require(0 < self.fps <= 240, f"[source] fps must be in (0, 240], not {self.fps}")
@@ -212,6 +223,33 @@ def default_state_dir() -> Path:
         return system
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "emopi"
+
+
+def exposed_secrets(cfg: Config, path: Path | None) -> list[str]:
+    """Warnings for files with credentials that every user of the machine may read.
+
+    The password itself never lives in the config (only ``password_file`` or
+    ``$EMOPI_MQTT_PASSWORD``), so the config is reported only when it names an MQTT user.
+    """
+    files: list[tuple[str, str]] = []
+    if path is not None and cfg.mqtt.username:
+        files.append(("config", str(path)))
+    if cfg.mqtt.password_file:
+        files.append(("[mqtt] password_file", cfg.mqtt.password_file))
+    if cfg.mqtt.tls.keyfile:
+        files.append(("[mqtt.tls] keyfile", cfg.mqtt.tls.keyfile))
+    warnings = []
+    for what, name in files:
+        try:
+            mode = Path(name).stat().st_mode
+        except OSError:
+            continue  # a missing file is reported where it is read
+        if stat.S_ISREG(mode) and mode & stat.S_IROTH:
+            warnings.append(
+                f"{what} {name} is readable by every user (mode {stat.S_IMODE(mode):04o}); "
+                "make it private: chmod o-rwx it"
+            )
+    return warnings
 
 
 # --------------------------------------------------------------------------- merging layers

@@ -25,6 +25,7 @@ The password itself is never stored in these objects, so ``repr`` and logs canno
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from typing import Any
 from emopi.edge.errors import EmopiError
 
 PASSWORD_ENV = "EMOPI_MQTT_PASSWORD"
+#: A DNS name, an IPv4 address or a bare IPv6 address: what a socket connect takes.
+_HOST_RE = re.compile(r"[A-Za-z0-9_.-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9]+)?")
 EMBEDDED = "embedded"
 PROTOCOLS = ("5", "3.1.1")
 
@@ -70,6 +73,7 @@ class MqttSettings:
     spool_max_events: int = 100_000  # oldest events are dropped (and counted) beyond this
     spool_max_mb: float = 64.0  # also a size cap for small SD cards (a full disk drops oldest too)
     embedded_port: int = 1883
+    connect_timeout: float = 5.0  # `emopi run` waits this long for the broker at start
 
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> MqttSettings:
@@ -116,6 +120,11 @@ class MqttSettings:
 
     def validate(self) -> None:
         """Raise :class:`EmopiError` with one line naming the first bad key."""
+        if self.host and not _HOST_RE.fullmatch(self.host):
+            raise EmopiError(
+                f"[mqtt] host must be a host name or an IP address, not {self.host!r} "
+                "(no scheme, port or path: the port goes in [mqtt] port)"
+            )
         if not 0 < self.port < 65536:
             raise EmopiError(f"[mqtt] port must be 1..65535, not {self.port}")
         if not 0 < self.embedded_port < 65536:
@@ -128,6 +137,10 @@ class MqttSettings:
             raise EmopiError(f"[mqtt] keepalive must be >= 5 seconds, not {self.keepalive}")
         if self.state_interval < 0 or self.stats_interval <= 0:
             raise EmopiError("[mqtt] state_interval must be >= 0 and stats_interval > 0")
+        if not 0 <= self.connect_timeout <= 300:
+            raise EmopiError(
+                f"[mqtt] connect_timeout must be 0..300 seconds, not {self.connect_timeout}"
+            )
         if self.spool_max_events < 1:
             raise EmopiError(f"[mqtt] spool_max_events must be >= 1, not {self.spool_max_events}")
         if self.spool_max_mb < 0.1:

@@ -8,6 +8,7 @@ Public API::
     notifier.status("14.8 fps, 2 faces")  # STATUS=..., at most once a second, only on change
     notifier.stopping()         # STOPPING=1
     notifier.enabled            # NOTIFY_SOCKET is set
+    notifier.watchdog_interval  # seconds between pings (None: no watchdog); call at least as often
 
 The ``sdnotify`` package is imported only under systemd.
 """
@@ -36,6 +37,11 @@ class Notifier:
     @property
     def enabled(self) -> bool:
         return self._notifier is not None
+
+    @property
+    def watchdog_interval(self) -> float | None:
+        """Seconds between two ``WATCHDOG=1`` (half of ``WatchdogSec=``); None without one."""
+        return self._watchdog_every
 
     def _send(self, message: str) -> None:
         if self._notifier is not None:

@@ -63,6 +63,7 @@ class PipelineOptions:
     classify_every: int = 1
     state_interval: float = 1.0  # minimum seconds between two SceneState publications
     stats_interval: float = 30.0
+    tick_interval: float = 1.0  # seconds between two calls of the tickers (watchdog, status)
     max_frames: int | None = None
     duration: float | None = None  # seconds of wall-clock run time
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -137,6 +138,7 @@ class Pipeline:
         self._started = time.monotonic()
         self._window = (self._started, 0)  # (start, frames) of the current stats window
         self._status_window = (self._started, 0)
+        self._camera_up = True
 
     # ------------------------------------------------------------------ control
 
@@ -170,10 +172,12 @@ class Pipeline:
                     self._process(frame, t0)
                 self._flush_state(now)
                 if now >= next_tick:
-                    next_tick = now + 1.0
+                    next_tick = now + opts.tick_interval
                     for tick in self.tickers:
                         tick()
-                if now >= next_stats:
+                if self.source.camera_up != self._camera_up:
+                    self._camera_changed()
+                elif now >= next_stats:
                     next_stats = now + opts.stats_interval
                     self._publish_stats(self.stats())
                 if (opts.max_frames and self.frames >= opts.max_frames) or (
@@ -346,6 +350,15 @@ class Pipeline:
         camera = "up" if self.source.camera_up else "DOWN"
         return f"{fps:.1f} fps, {len(self._announced)} faces, camera {camera}, {self.seq} events"
 
+    def _camera_changed(self) -> None:
+        """The camera went down or came back: say so at once, not at the next stats time."""
+        self._camera_up = not self._camera_up
+        if self._camera_up:
+            log.info("camera %s is delivering frames again", self.source.name)
+        else:
+            log.warning("camera %s is down; open tracks end after their timeout", self.source.name)
+        self._publish_stats(self.stats())
+
     def _publish_stats(self, stats: dict[str, Any]) -> None:
         for sink in self.sinks:
             sink.publish_stats(stats)
@@ -394,6 +407,7 @@ def build_pipeline(
     observers: Sequence[FrameObserver] = (),
     viewers: Sequence[Viewer] = (),
     tickers: Sequence[Callable[[], None]] = (),
+    tick_interval: float = 1.0,
     max_frames: int | None = None,
     duration: float | None = None,
     classifier: Classifier | None = None,
@@ -415,6 +429,7 @@ def build_pipeline(
         classify_every=cfg.classify.every,
         state_interval=cfg.mqtt.state_interval,
         stats_interval=cfg.mqtt.stats_interval,
+        tick_interval=tick_interval,
         max_frames=max_frames,
         duration=duration,
     )

@@ -160,6 +160,7 @@ class MqttSink:
         self._is_connected = threading.Event()
         self._error: str | None = None
         self._refused = False
+        self._waiting = False
         self._closed = False
         self._spool_open = True
 
@@ -195,12 +196,14 @@ class MqttSink:
         A refusal for credentials raises at once: retrying will not fix a wrong password.
         """
         deadline = time.monotonic() + timeout
-        while not self._is_connected.wait(0.05):
-            if self._refused or time.monotonic() >= deadline:
-                raise EmopiError(
-                    self._error
-                    or f"no answer from MQTT broker {self._host}:{self._port} after {timeout:g}s"
-                )
+        silence = f"no answer from MQTT broker {self._host}:{self._port} after {timeout:g}s"
+        self._waiting = True  # the caller reports the error: do not log it as well
+        try:
+            while not self._is_connected.wait(0.05):
+                if self._refused or time.monotonic() >= deadline:
+                    raise EmopiError(self._error or silence)
+        finally:
+            self._waiting = False
 
     def publish_event(self, event: EmotionEvent) -> None:
         if self._closed:
@@ -389,7 +392,7 @@ class MqttSink:
         self._client.publish(self.topics["state"], payload, qos=1, retain=True)
 
     def _set_error(self, message: str) -> None:
-        if message != self._error:
+        if message != self._error and not self._waiting:
             log.error("%s", message)
         self._error = message
 

@@ -181,6 +181,7 @@ def _make_sinks(cfg, args, stack: contextlib.ExitStack, model_id: str) -> tuple[
         state_dir = cfg.resolved_state_dir
         mqtt_sink = MqttSink(cfg.mqtt, cfg.resolved_device_id, state_dir, model_id=model_id)
         stack.callback(mqtt_sink.close)
+        _wait_for_broker(mqtt_sink, cfg.mqtt.connect_timeout)
         sinks.append(mqtt_sink)
     if not sinks or args.stdout:
         sink = StdoutSink(stats=not args.quiet)
@@ -194,6 +195,22 @@ def _make_sinks(cfg, args, stack: contextlib.ExitStack, model_id: str) -> tuple[
         stack.callback(metrics.close)
         observers.append(metrics)
     return sinks, observers
+
+
+def _wait_for_broker(sink, timeout: float) -> None:
+    """Stop on refused credentials (retrying cannot fix them); run on for anything else.
+
+    An unreachable broker, a DNS or a TLS failure may be temporary (boot order, Wi-Fi, a Pi
+    whose clock is not set yet): events are spooled until the broker takes them.
+    """
+    from emopi.edge.errors import EmopiError
+
+    try:
+        sink.wait_connected(timeout)
+    except EmopiError as exc:
+        if sink.refused:
+            raise
+        log.warning("%s; running on: events are spooled until the broker is reachable", exc)
 
 
 def _install_signals(stop) -> None:
@@ -211,7 +228,7 @@ def _install_signals(stop) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emopi.edge.classify import Classifier
-    from emopi.edge.config import config_path, load_config
+    from emopi.edge.config import config_path, exposed_secrets, load_config
     from emopi.edge.notify import Notifier
     from emopi.edge.pipeline import build_pipeline, model_path
     from emopi.edge.sources import DemoSource, make_source
@@ -220,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     path = config_path(args.config, os.environ)
     cfg = load_config(path, os.environ, overrides(args))
+    for warning in exposed_secrets(cfg, path):
+        log.warning("%s", warning)
     notifier = Notifier()
     with contextlib.ExitStack() as stack:
         viewers: list = []
@@ -252,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
             observers=observers,
             viewers=viewers,
             tickers=[lambda: (notifier.watchdog(), notifier.status(pipeline.status_text()))],
+            tick_interval=min(1.0, notifier.watchdog_interval or 1.0),
             max_frames=args.max_frames,
             duration=args.duration,
             classifier=classifier,

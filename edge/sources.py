@@ -138,9 +138,12 @@ class LatestFrame:
     """A grabber thread that keeps only the newest frame of a live source.
 
     ``read`` blocks until the device has a frame and returns ``(gray, color)`` or ``None``
-    on failure. After ``fail_limit`` failures in a row the camera counts as down and
-    ``reopen`` (if given) is retried with a growing back-off, so an unplugged camera that
-    comes back is picked up again without restarting the process.
+    on failure; an exception or an empty image counts as a failure too. After ``fail_limit``
+    failures in a row the camera counts as down and ``reopen`` (if given) is retried with a
+    back-off growing from ``backoff`` to ``max_backoff`` seconds, so an unplugged camera that
+    comes back is picked up again without restarting the process. A read that blocks
+    (a hung driver) cannot be interrupted, but after ``stall_after`` seconds without a frame
+    :attr:`up` says the camera is down all the same.
     """
 
     def __init__(
@@ -149,6 +152,9 @@ class LatestFrame:
         reopen: Callable[[], None] | None = None,
         name: str = "camera",
         fail_limit: int = 10,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        stall_after: float = 3.0,
     ) -> None:
         self._read = read
         self._reopen = reopen
@@ -157,9 +163,19 @@ class LatestFrame:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"emopi-grab-{name}", daemon=True)
         self._fail_limit = fail_limit
+        self._backoff = (backoff, max(backoff, max_backoff))
+        self._stall_after = stall_after
+        self._last_frame = time.monotonic()
+        self._failing = False  # fail_limit reached: reopening with back-off
         self.captured = 0
         self.dropped = 0
-        self.up = True
+        self.reopens = 0  # reopen attempts since start
+        self.last_error = ""  # why the last read or reopen failed
+
+    @property
+    def up(self) -> bool:
+        """Frames are arriving: not failing, and the last one is younger than ``stall_after``."""
+        return not self._failing and time.monotonic() - self._last_frame < self._stall_after
 
     def start(self) -> None:
         self._thread.start()
@@ -180,29 +196,35 @@ class LatestFrame:
             return frame
 
     def _run(self) -> None:
-        fails, backoff = 0, 0.5
+        first, most = self._backoff
+        fails, backoff = 0, first
         while not self._stop.is_set():
             try:
                 got = self._read()
             except Exception as exc:  # a driver error must not kill the thread
                 log.debug("camera read failed: %s", exc)
+                self.last_error = f"read failed: {exc}"
                 got = None
-            if got is None:
+            if got is None or got[0] is None or got[0].size == 0:
                 fails += 1
                 if fails >= self._fail_limit:
-                    if self.up:
-                        log.warning("camera is not delivering frames; retrying")
-                    self.up = False
+                    if not self._failing:
+                        log.warning(
+                            "camera is not delivering frames (%s); reopening it with back-off",
+                            self.last_error or "no frame",
+                        )
+                    self._failing = True
                     if self._stop.wait(backoff):
                         return
-                    backoff = min(backoff * 2, 10.0)
+                    backoff = min(backoff * 2, most)
                     self._try_reopen()
                     fails = 0
                 continue
-            if not self.up:
-                log.warning("camera is back")
-            fails, backoff, self.up = 0, 0.5, True
-            frame = Frame(time.time(), time.monotonic(), got[0], self.captured, got[1])
+            if self._failing:
+                log.warning("camera is back after %d reopen attempt(s)", self.reopens)
+            fails, backoff, self._failing, self.last_error = 0, first, False, ""
+            self._last_frame = time.monotonic()
+            frame = Frame(time.time(), self._last_frame, got[0], self.captured, got[1])
             self.captured += 1
             with self._cond:
                 if self._latest is not None:
@@ -213,10 +235,28 @@ class LatestFrame:
     def _try_reopen(self) -> None:
         if self._reopen is None:
             return
+        self.reopens += 1
         try:
             self._reopen()
         except Exception as exc:
             log.debug("camera reopen failed: %s", exc)
+            self.last_error = f"reopen failed: {exc}"
+
+
+def make_grabber(
+    read: Callable[[], Capture], reopen: Callable[[], None], name: str, settings: SourceSettings
+) -> LatestFrame:
+    """A started :class:`LatestFrame` with the back-off and stall time of ``settings``."""
+    grabber = LatestFrame(
+        read,
+        reopen,
+        name=name,
+        backoff=settings.reconnect_min,
+        max_backoff=settings.reconnect_max,
+        stall_after=max(2.0, 10.0 / settings.fps),  # ten frame periods, at least 2 s
+    )
+    grabber.start()
+    return grabber
 
 
 class _LiveSource(_Source):
@@ -228,10 +268,6 @@ class _LiveSource(_Source):
     def __init__(self) -> None:
         super().__init__()
         self._grabber: LatestFrame | None = None
-
-    def _start_grabber(self, read: Callable[[], Capture], reopen: Callable[[], None]) -> None:
-        self._grabber = LatestFrame(read, reopen, name=self.name)
-        self._grabber.start()
 
     def _stop_grabber(self) -> None:
         if self._grabber is not None:
@@ -267,6 +303,7 @@ class PiCamera2Source(_LiveSource):
 
     def __init__(self, settings: SourceSettings, want_color: bool = False, camera: int = 0) -> None:
         super().__init__()
+        self.settings = settings
         self.size = (settings.width - settings.width % 2, settings.height - settings.height % 2)
         self.fps = settings.fps
         self.want_color = want_color
@@ -322,7 +359,7 @@ class PiCamera2Source(_LiveSource):
             ) from None
         except Exception as exc:
             raise EmopiError(f"cannot start the Pi camera: {exc}; {HINT}") from None
-        self._start_grabber(self._read, self._reopen)
+        self._grabber = make_grabber(self._read, self._reopen, self.name, self.settings)
 
     def close(self) -> None:
         self._stop_grabber()
@@ -396,8 +433,7 @@ class OpenCVSource(_Source):
         if not self.live and 0 < file_fps <= 1000:
             self.fps = file_fps
         if self.live:
-            self._grabber = LatestFrame(self._read, self._reopen, name=self.name)
-            self._grabber.start()
+            self._grabber = make_grabber(self._read, self._reopen, self.name, self.settings)
 
     def close(self) -> None:
         if self._grabber is not None:
