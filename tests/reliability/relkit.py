@@ -214,6 +214,7 @@ class Proxy:
         self.port = self.server.getsockname()[1]
         self.blackhole = False
         self.cuts = 0
+        self.accepted = 0
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stop = False
@@ -232,6 +233,7 @@ class Proxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+                self.accepted += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -259,7 +261,10 @@ class Proxy:
     def close(self) -> None:
         self._stop = True
         self.server.close()
-        self.cut()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            _reset(s)
 
 
 def _reset(sock: socket.socket) -> None:
