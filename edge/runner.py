@@ -271,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
             observers=observers,
             viewers=viewers,
             tickers=[lambda: (notifier.watchdog(), notifier.status(pipeline.status_text()))],
-            tick_interval=min(1.0, notifier.watchdog_interval or 1.0),
+            # Ticks twice per ping interval: one tick per interval could alias with the
+            # notifier's own rate limit and leave a gap of two intervals (= WatchdogSec).
+            tick_interval=min(1.0, (notifier.watchdog_interval or 2.0) / 2),
             max_frames=args.max_frames,
             duration=args.duration,
             classifier=classifier,
