@@ -17,6 +17,10 @@ Guarantees and limits:
   (a power cut may lose the last few; a full sync per event would cost an SD card write each).
 * Bounded: beyond ``max_events`` rows or ``max_bytes`` on disk the oldest rows are dropped and
   counted, as they are when the disk is full. ``append`` never raises.
+* A full disk: SQLite needs room even to delete (the deletion goes to the WAL first), so a
+  small reserve file (``<spool>.reserve``) is kept beside the spool. When a write fails for
+  lack of space the reserve is given up, the oldest tenth of the rows is dropped and the WAL
+  is truncated; the reserve comes back once there is room again.
 * Exclusive locking mode: a second emopi process on the same state directory gets one clear
   error instead of publishing the same events twice.
 * A spool file that is not a database is moved aside (``*.corrupt-<time>``) and a new one started.
@@ -24,7 +28,9 @@ Guarantees and limits:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 
 SPOOL_FILE = "mqtt-spool.sqlite3"
 WARN_EVERY_S = 60.0  # at most one warning a minute while events are being dropped
+RESERVE_BYTES = 256 * 1024  # room kept in hand to delete rows on a full disk
+WAL_PAGES, WAL_LIMIT_BYTES = 32, 2**20  # checkpoint growth stays below the reserve
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
@@ -52,6 +60,8 @@ class Spool:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._last_warning = -WARN_EVERY_S
+        self._reserve = self.path.with_name(self.path.name + ".reserve")
+        self._reserve_bytes = min(RESERVE_BYTES, (max_bytes or 2**62) // 16)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -68,6 +78,7 @@ class Spool:
             self._db = self._open()
         self._depth = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         self._dropped = self._db.execute("SELECT value FROM meta WHERE key='dropped'").fetchone()[0]
+        self._keep_reserve()
         if self._depth:
             log.info("MQTT spool %s holds %d undelivered event(s)", self.path, self._depth)
 
@@ -77,9 +88,15 @@ class Spool:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # A small WAL (checkpointed every 32 pages, cut back to 1 MiB): the spool's disk use
+            # stays close to its rows, which matters on a nearly full SD card.
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            self._max_pages = db.execute("PRAGMA max_page_count").fetchone()[0]
             if self._max_bytes:
                 page = db.execute("PRAGMA page_size").fetchone()[0]
-                db.execute(f"PRAGMA max_page_count={max(16, self._max_bytes // page)}")
+                self._max_pages = max(16, self._max_bytes // page)
+                db.execute(f"PRAGMA max_page_count={self._max_pages}")
             with db:
                 db.executescript(_SCHEMA)  # a write: takes the exclusive lock now, not later
         except sqlite3.Error:
@@ -88,6 +105,11 @@ class Spool:
         return db
 
     def _open_error(self, exc: sqlite3.Error) -> EmopiError:
+        if _is_full(exc):
+            return EmopiError(
+                f"the disk holding the MQTT spool {self.path} is full; free some space there "
+                "(or point state_dir at another disk)"
+            )
         if "locked" in str(exc):
             return EmopiError(
                 f"the MQTT spool {self.path} is in use by another emopi process "
@@ -134,10 +156,10 @@ class Spool:
                     self._depth += 1
                     return int(row or 0)
                 except sqlite3.Error as exc:
-                    if not _is_full(exc) or not self._depth:
+                    if not _is_full(exc):
                         self._count_lost(f"cannot write to the MQTT spool: {exc}")
                         return 0
-                    if not self._drop_oldest(max(1, self._depth // 10), "the spool is full"):
+                    if not self._make_room():
                         break
             self._count_lost("the MQTT spool is full and nothing could be freed")
             return 0
@@ -155,12 +177,18 @@ class Spool:
         if not ids:
             return
         with self._lock:
-            try:
-                with self._db:
-                    cur = self._db.executemany("DELETE FROM events WHERE id = ?", ids)
-                self._depth -= max(0, cur.rowcount)
-            except sqlite3.Error as exc:
-                self._warn(f"cannot delete delivered events from the MQTT spool: {exc}")
+            for _attempt in range(2):
+                try:
+                    with self._db:
+                        cur = self._db.executemany("DELETE FROM events WHERE id = ?", ids)
+                    self._depth -= max(0, cur.rowcount)
+                    self._keep_reserve()
+                    return
+                except sqlite3.Error as exc:
+                    if not (_is_full(exc) and self._release_reserve()):
+                        self._warn(f"cannot delete delivered events from the MQTT spool: {exc}")
+                        return
+                    self._truncate_wal()
 
     def close(self) -> None:
         with self._lock:
@@ -182,6 +210,57 @@ class Spool:
         self._dropped += gone
         self._warn(f"MQTT spool: dropped the {gone} oldest event(s): {reason}")
         return gone > 0
+
+    def _make_room(self) -> bool:
+        """The disk is full. The reserve goes first, so the pending checkpoint can complete and
+        empty the WAL (the database file may have to grow for it). The file is then capped at
+        its size, so new rows reuse the pages of dropped ones and no later checkpoint needs
+        to grow it; the oldest tenth of the rows is dropped. The cap is lifted (and a new
+        reserve made) once the disk has room again."""
+        freed = self._release_reserve()
+        self._truncate_wal()
+        with contextlib.suppress(sqlite3.Error):
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count={pages}")
+        if self._depth:
+            freed = self._drop_oldest(max(1, self._depth // 10), "the disk is full") or freed
+            self._truncate_wal()
+        self._keep_reserve()
+        return freed
+
+    def _truncate_wal(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.debug("MQTT spool checkpoint failed: %s", exc)
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        log.warning("the disk holding the MQTT spool %s is full", self.path)
+        return True
+
+    def _keep_reserve(self) -> None:
+        """Create the reserve file when it is missing and the disk has room to spare."""
+        size = self._reserve_bytes
+        if size <= 0 or self._reserve.exists():
+            return
+        try:
+            disk = os.statvfs(self.path.parent)
+            if disk.f_bavail * disk.f_frsize < 2 * size:
+                return  # not now: taking the last space would only make the next write fail
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)  # real blocks, not a sparse file
+            finally:
+                os.close(fd)
+            self._db.execute(f"PRAGMA max_page_count={self._max_pages}")
+        except (OSError, sqlite3.Error) as exc:
+            log.debug("cannot create the spool reserve %s: %s", self._reserve, exc)
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
 
     def _count_lost(self, reason: str) -> None:
         """The new event itself could not be stored: count it, best effort on disk too."""
