@@ -23,7 +23,10 @@ NEAR_FACE = 64
 
 def load_cascade(name: str) -> cv2.CascadeClassifier:
     path = find_cascade(name)
-    cascade = cv2.CascadeClassifier(str(path))
+    try:
+        cascade = cv2.CascadeClassifier(str(path))
+    except (cv2.error, SystemError):  # some malformed XMLs make the constructor raise
+        cascade = cv2.CascadeClassifier()
     if cascade.empty():
         raise EmopiError(f"Haar cascade {path} could not be loaded (corrupt or not a cascade)")
     return cascade

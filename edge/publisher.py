@@ -86,16 +86,18 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
     return client
 
 
-def describe_connect_error(exc: OSError, host: str, port: int) -> str:
-    """One line for a failed TCP/TLS connection attempt."""
+def describe_connect_error(exc: OSError, host: str, port: int, tls: bool = False) -> str:
+    """One line for a failed TCP/TLS connection attempt (``tls``: TLS was being set up)."""
     where = f"MQTT broker {host}:{port}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"{where}: TLS certificate verification failed ({exc.verify_message}); "
             "check [mqtt.tls] ca_file and that host matches the broker certificate"
         )
-    if isinstance(exc, ssl.SSLError):
-        return f"{where}: TLS handshake failed ({exc.reason or exc}); is the port a TLS listener?"
+    if isinstance(exc, ssl.SSLError) or (tls and isinstance(exc, ConnectionResetError)):
+        # A plain (non-TLS) listener answers the TLS hello with a reset.
+        why = getattr(exc, "reason", None) or exc.strerror or exc
+        return f"{where}: TLS handshake failed ({why}); is the port a TLS listener?"
     if isinstance(exc, ConnectionRefusedError):
         return f"{where}: connection refused (is the broker running on that port?)"
     if isinstance(exc, socket.gaierror):
@@ -160,7 +162,10 @@ class MqttSink:
         self._is_connected = threading.Event()
         self._error: str | None = None
         self._refused = False
-        self._waiting = False
+        # Connection errors of the first connect_timeout seconds are the caller's to report
+        # (wait_connected raises them); after that they are logged, each new one once.
+        self._quiet_until = time.monotonic() + settings.connect_timeout
+        self._logged_error: str | None = None
         self._closed = False
         self._spool_open = True
 
@@ -197,13 +202,14 @@ class MqttSink:
         """
         deadline = time.monotonic() + timeout
         silence = f"no answer from MQTT broker {self._host}:{self._port} after {timeout:g}s"
-        self._waiting = True  # the caller reports the error: do not log it as well
+        self._quiet_until = float("inf")  # the caller reports the error: do not log it too
         try:
             while not self._is_connected.wait(0.05):
                 if self._refused or time.monotonic() >= deadline:
                     raise EmopiError(self._error or silence)
         finally:
-            self._waiting = False
+            self._quiet_until = 0.0
+            self._logged_error = self._error
 
     def publish_event(self, event: EmotionEvent) -> None:
         if self._closed:
@@ -346,7 +352,7 @@ class MqttSink:
             self._refused = reason.value in _AUTH_REFUSED
             return
         log.info("connected to MQTT broker %s:%d", self._host, self._port)
-        self._error, self._refused = None, False
+        self._error, self._logged_error, self._refused = None, None, False
         client.publish(self.topics["status"], "online", qos=1, retain=True)
         if self._discovery:
             client.subscribe(self._discovery.status_topic, qos=1)
@@ -392,9 +398,10 @@ class MqttSink:
         self._client.publish(self.topics["state"], payload, qos=1, retain=True)
 
     def _set_error(self, message: str) -> None:
-        if message != self._error and not self._waiting:
-            log.error("%s", message)
         self._error = message
+        if message != self._logged_error and time.monotonic() >= self._quiet_until:
+            self._logged_error = message
+            log.error("%s", message)
 
     def _wrap_reconnect(self) -> None:
         """Record why a connection attempt failed: paho only retries, it does not say why."""
@@ -404,7 +411,8 @@ class MqttSink:
             try:
                 return reconnect()
             except OSError as exc:
-                self._set_error(describe_connect_error(exc, self._host, self._port))
+                tls = self._settings.tls.active
+                self._set_error(describe_connect_error(exc, self._host, self._port, tls))
                 raise
 
         self._client.reconnect = recording_reconnect  # type: ignore[method-assign]
