@@ -68,6 +68,7 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else True,
     )
+    client.enable_logger(logging.getLogger("emopi.paho"))  # packet log, seen with --debug
     if settings.username:
         client.username_pw_set(settings.username, settings.password())
     tls = settings.tls
