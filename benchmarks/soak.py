@@ -216,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         if broker:
             command += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker[1])]
         env = {**os.environ, "EMOPI_CONFIG": os.devnull, "EMOPI_STATE_DIR": str(folder)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emopi.edge.cli", *command[1:]],
-            stdout=subprocess.DEVNULL,
-            stderr=open(folder / "emopi.log", "w"),  # noqa: SIM115 - closed with the folder
-            env=env,
-        )
+        with open(folder / "emopi.log", "w") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "emopi.edge.cli", *command[1:]],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+            )
         samples: list[dict[str, Any]] = []
         started = time.monotonic()
         try:
