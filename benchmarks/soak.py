@@ -173,6 +173,9 @@ def plot(path: Path, samples: list[dict[str, Any]], warmup: float) -> bool:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
     ax1.plot(t, [s["rss_mb"] for s in samples], color="tab:blue")
     ax1.set_ylabel("RSS (MB)")
+    steady = [s["rss_mb"] for s in samples if s["t"] >= min(warmup, 30.0)]
+    if steady:  # zoom on the part that matters, not on the start-up ramp
+        ax1.set_ylim(min(steady) - LIMIT_MB, max(steady) + LIMIT_MB)
     ax2.plot(t, [s["fds"] for s in samples], color="tab:orange", label="open fds")
     ax2.plot(t, [s["threads"] for s in samples], color="tab:green", label="threads")
     ax2.set_ylabel("count")
