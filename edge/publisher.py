@@ -68,7 +68,9 @@ def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else True,
     )
-    client.enable_logger(logging.getLogger("emopi.paho"))  # packet log, seen with --debug
+    paho_log = logging.getLogger("emopi.paho")
+    if paho_log.isEnabledFor(logging.DEBUG):  # --debug: paho's packet log (its errors
+        client.enable_logger(paho_log)  # repeat ours, so not otherwise)
     if settings.username:
         client.username_pw_set(settings.username, settings.password())
     tls = settings.tls
