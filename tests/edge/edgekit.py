@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers import run_cli as run_emopi  # noqa: F401  (re-exported for the edge tests)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
@@ -31,16 +29,3 @@ def noise_frames(n: int, size: tuple[int, int] = (320, 240), seed: int = 0) -> l
         small = rng.integers(0, 255, (h // 16, w // 16), dtype=np.uint8)
         out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
     return out
-
-
-def run_emopi(
-    *args: str, timeout: float = 120, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run the `emopi` CLI in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "emopi.edge.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
