@@ -259,12 +259,14 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def check_one_line(args: list[str], env: dict[str, str], expected: str, info: bool = False) -> str:
-    """Run with and without --debug at once; return the one line of the plain run.
+    """Run without, then with --debug; return the one line of the plain run.
 
     With ``info``, INFO log lines may come before it (e.g. that the spool keeps its events).
     """
-    plain, debug = run(["run", *args], env), run(["--debug", "run", *args], env)
+    # One after the other: both may need the same state directory, whose spool is locked.
+    plain = run(["run", *args], env)
     out, err = plain.communicate(timeout=60)
+    debug = run(["--debug", "run", *args], env)
     _debug_out, debug_err = debug.communicate(timeout=60)
     lines = [ln for ln in err.strip().splitlines() if not (info and " INFO emopi." in ln)]
     assert plain.returncode == 2, err
