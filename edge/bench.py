@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from emopi.edge.argtypes import count
 from emopi.edge.errors import EmopiError
 
 SCHEMA = 1
@@ -1080,19 +1081,6 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {value}")
-        return value
-
-    return parse
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -1113,13 +1101,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="PATH", help="TOML config file (as for `emopi run`)")
     p.add_argument("--model", metavar="PATH", help="int8 .tflite (default: the shipped model)")
-    p.add_argument("--threads", type=_count(1), metavar="N", help="CPU threads (default 1)")
-    p.add_argument("--frames", type=_count(1), default=300, help="measured frames (default 300)")
+    p.add_argument("--threads", type=count(1), metavar="N", help="CPU threads (default 1)")
+    p.add_argument("--frames", type=count(1), default=300, help="measured frames (default 300)")
     p.add_argument(
-        "--warmup", type=_count(0), default=30, help="frames run before measuring (default 30)"
+        "--warmup", type=count(0), default=30, help="frames run before measuring (default 30)"
     )
-    p.add_argument("--detect-every", type=_count(1), metavar="N", help="detect every N frames")
-    p.add_argument("--detect-width", type=_count(64), metavar="PX", help="detection frame width")
+    p.add_argument("--detect-every", type=count(1), metavar="N", help="detect every N frames")
+    p.add_argument("--detect-width", type=count(64), metavar="PX", help="detection frame width")
     p.add_argument(
         "--out", metavar="DIR", default="bench-out", help="result folder (default ./bench-out)"
     )

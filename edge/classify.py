@@ -81,6 +81,90 @@ def _quant_matches(expected: dict[str, Any], actual: QuantParams) -> bool:
     return zero == actual.zero_point and abs(scale - actual.scale) <= 1e-6 * max(1.0, abs(scale))
 
 
+def _load_error(path: Path, exc: Exception) -> EmopiError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return EmopiError(f"cannot load model {path}: {first}")
+
+
+class TFLiteModel:
+    """A ``.tflite`` file on ai-edge-litert: uint8 faces in, dequantised outputs out.
+
+    It knows nothing of sidecar metadata: :class:`Classifier` adds those checks for the
+    Pi, while training tools use it directly for parity and evaluation. Input and output
+    quantisation come from the interpreter's own tensors.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        check_model_file(self.path)
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise EmopiError(
+                f"ai-edge-litert is not importable ({exc}); pip install 'emopi[edge]'"
+            ) from None
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            inputs = self.interpreter.get_input_details()
+            outputs = self.interpreter.get_output_details()
+        except (ValueError, RuntimeError) as exc:
+            raise _load_error(self.path, exc) from None
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EmopiError(f"model {self.path} must have one input and one output")
+        self.input, self.output = inputs[0], outputs[0]
+        self.in_q = QuantParams.from_tensor_details(self.input)
+        self.out_q = QuantParams.from_tensor_details(self.output)
+        self.batching = False
+        self._batch = 0  # tensors not allocated yet
+
+    def allocate(self, batch: bool = True) -> None:
+        """Allocate tensors (callers may check the tensor details first: a wrong shape may
+        not allocate) and find out whether the model takes several faces per invoke."""
+        try:
+            with _without_xnnpack_notice():
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise _load_error(self.path, exc) from None
+        self._batch = 1
+        self.batching = batch and self._batch_capable()
+
+    def _batch_capable(self) -> bool:
+        """Try a batch of 2 once; models converted with a fixed batch of 1 may refuse."""
+        try:
+            self._resize(2)
+            self._resize(1)
+            return True
+        except (ValueError, RuntimeError) as exc:
+            log.info("model takes one face per invoke (%s)", str(exc).splitlines()[0])
+            self._resize(1)
+            return False
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            self.interpreter.resize_tensor_input(
+                self.input["index"], [n, INPUT_SIZE, INPUT_SIZE, 1]
+            )
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def run(self, faces: np.ndarray, max_batch: int = 64) -> np.ndarray:
+        """Dequantised outputs ``(n, classes)`` for ``(n, 48, 48)`` uint8 faces."""
+        if not self._batch:
+            self.allocate()
+        n = len(faces)
+        x = quantize_input(faces.reshape(n, INPUT_SIZE, INPUT_SIZE, 1), self.in_q)
+        step = max_batch if self.batching else 1
+        raw = [self.invoke(x[i : i + step]) for i in range(0, n, step)]
+        return dequantize_output(np.concatenate(raw).reshape(n, -1), self.out_q)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One ``invoke`` on already quantised input (resizing the batch if needed)."""
+        self._resize(len(x))
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+
 class Classifier:
     """``classify(gray, boxes)`` returns an ``(n, 7)`` float32 array of class probabilities."""
 
@@ -100,43 +184,28 @@ class Classifier:
                 f"model {self.path} wants {self.prep.color} input in {self.prep.value_range}; "
                 "emopi feeds gray 0..255"
             )
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as exc:
-            raise EmopiError(
-                f"ai-edge-litert is not importable ({exc}); pip install 'emopi[edge]'"
-            ) from None
-        try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            inputs = self.interpreter.get_input_details()
-            outputs = self.interpreter.get_output_details()
-            if len(inputs) != 1 or len(outputs) != 1:
-                raise EmopiError(f"model {self.path} must have one input and one output")
-            self._in, self._out = inputs[0], outputs[0]
-            self.in_q = QuantParams.from_tensor_details(self._in)
-            self.out_q = QuantParams.from_tensor_details(self._out)
-            self._validate(require_int8)  # before allocating: a wrong shape may not allocate
-            with _without_xnnpack_notice():
-                self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EmopiError(f"cannot load model {self.path}: {first}") from None
-        self.batching = batch and self._batch_capable()
-        self._batch = 1
+        self.model = TFLiteModel(self.path, threads)
+        self.in_q, self.out_q = self.model.in_q, self.model.out_q
+        self._validate(require_int8)  # before allocating: a wrong shape may not allocate
+        self.model.allocate(batch)
+
+    @property
+    def batching(self) -> bool:
+        return self.model.batching
 
     # ------------------------------------------------------------------ checks
 
     def _validate(self, require_int8: bool) -> None:
         where = f"model {self.path}"
         size = self.prep.size
-        shape = [int(v) for v in self._in["shape"]]
+        shape = [int(v) for v in self.model.input["shape"]]
         if shape[1:] != [size, size, 1] or size != INPUT_SIZE:
             raise EmopiError(f"{where} takes input {shape}, emopi needs [1, 48, 48, 1]")
         if list(self.meta.input_shape)[1:] != shape[1:]:
             raise EmopiError(
                 f"{where} input {shape} differs from its metadata {self.meta.input_shape}"
             )
-        out_shape = [int(v) for v in self._out["shape"]]
+        out_shape = [int(v) for v in self.model.output["shape"]]
         if out_shape[-1] != len(LABELS):
             raise EmopiError(f"{where} outputs {out_shape}, emopi needs {len(LABELS)} classes")
         for kind, q, meta_dtype, meta_quant in (
@@ -156,22 +225,6 @@ class Classifier:
                 "(quantise it with `emopi quantize`, or set [classify] require_int8 = false)"
             )
 
-    def _batch_capable(self) -> bool:
-        """Try a batch of 2 once; models converted with a fixed batch of 1 may refuse."""
-        try:
-            self._resize(2)
-            self._resize(1)
-            return True
-        except (ValueError, RuntimeError) as exc:
-            log.info("model takes one face per invoke (%s)", str(exc).splitlines()[0])
-            self._resize(1)
-            return False
-
-    def _resize(self, n: int) -> None:
-        self.interpreter.resize_tensor_input(self._in["index"], [n, INPUT_SIZE, INPUT_SIZE, 1])
-        self.interpreter.allocate_tensors()
-        self._batch = n
-
     # ------------------------------------------------------------------ inference
 
     @property
@@ -189,25 +242,12 @@ class Classifier:
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities for ``(n, 48, 48)`` uint8 faces."""
-        n = len(faces)
-        if n == 0:
+        if len(faces) == 0:
             return np.empty((0, len(LABELS)), np.float32)
-        x = quantize_input(faces.reshape(n, INPUT_SIZE, INPUT_SIZE, 1), self.in_q)
-        if self.batching:
-            if n != self._batch:
-                self._resize(n)
-            raw = self._invoke(x)
-        else:
-            raw = np.concatenate([self._invoke(x[i : i + 1]) for i in range(n)])
-        probs = np.clip(dequantize_output(raw.reshape(n, -1), self.out_q), 0.0, None)
+        probs = np.clip(self.model.run(faces), 0.0, None)
         total = probs.sum(axis=1, keepdims=True)
         np.divide(probs, total, out=probs, where=total > 0)  # int8 rounding: sums near 1
         return probs
 
     def classify(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         return self.predict(self.faces(gray, boxes))
-
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self._in["index"], x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out["index"])

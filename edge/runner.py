@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from emopi.edge.argtypes import count, positive_float
 from emopi.edge.events import EmotionEvent, SceneState
 
 log = logging.getLogger("emopi.run")
@@ -299,20 +300,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
@@ -338,8 +325,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--detect-every", type=int, metavar="N", help="run the face detector every N frames"
     )
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
-    p.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--max-frames", type=count(1), metavar="N", help="stop after N frames")
+    p.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument(
         "--realtime",
         action=argparse.BooleanOptionalAction,

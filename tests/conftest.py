@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import SHARED_DATA, Mosquitto, make_mosquitto
+from mqtt_driver import Subscriber
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +42,18 @@ def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny import build_tiny_int8
 
     return build_tiny_int8(tmp_path_factory.mktemp("tiny") / "tiny-int8.tflite")
+
+
+@pytest.fixture
+def subscribe() -> Iterator[Callable[..., Subscriber]]:
+    """Collecting MQTT subscribers (``subscribe(port, *topics)``), always stopped."""
+    subs: list[Subscriber] = []
+
+    def factory(port: int, *topics: str, **kw: Any) -> Subscriber:
+        sub = Subscriber(port, topics or ("#",), **kw)
+        subs.append(sub)
+        return sub
+
+    yield factory
+    for sub in subs:
+        sub.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -79,6 +80,16 @@ def make_mosquitto(tmp: Path, extra: str = "") -> Mosquitto:
     return broker
 
 
+def modules_loaded(statements: str, roots: tuple[str, ...]) -> list[str]:
+    """The modules under ``roots`` that ``statements`` import, run in a fresh interpreter."""
+    code = (
+        f"import json, sys\n{statements}\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def run_cli(
     *args: str, timeout: float = 120, env: dict | None = None
 ) -> subprocess.CompletedProcess:
@@ -88,5 +99,6 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )

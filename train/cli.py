@@ -49,6 +49,15 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, help="early-stopping patience, 0 = off (default 5)")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-augment", action="store_true", help="disable augmentation")
+    p.add_argument(
+        "--init-from",
+        dest="init_from",
+        metavar="MODEL",
+        help="start from the weights of a trained .keras model of the same architecture",
+    )
+    p.add_argument(
+        "--threads", type=int, help="TensorFlow threads (default: all cores; 1 runs 2 side by side)"
+    )
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.set_defaults(handler=lazy("commands", "train_command"))
 
@@ -115,6 +124,7 @@ def _study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/study-depth", help="study folder (runs/study-depth)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (default: all)")
     p.add_argument("--cache-dir", default="runs/cache", help="npz cache for loaded data")
     p.set_defaults(handler=lazy("study", "study_command"))
 

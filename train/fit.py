@@ -49,6 +49,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_dir: str = "runs/cache"
     val_fraction: float = 0.1  # used only when the data has no val split
+    init_from: str = ""  # .keras model of the same architecture to start from (warm start)
+    threads: int = 0  # TensorFlow intra-op threads; 0 = one per core
 
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
@@ -209,6 +211,7 @@ def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
 
     handler = _file_logger(run)
     try:
+        _set_threads(cfg.threads)
         seed_everything(cfg.seed)
         train_faces, val_faces = split_data(
             load_data(cfg.data, cfg.cache_dir), cfg.val_fraction, cfg.seed
@@ -231,6 +234,8 @@ def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
         val_ds = make_dataset(val_faces.x, val_faces.y, 256, training=False)
         steps = int(np.ceil(len(train_faces) / cfg.batch_size))
         model = build(cfg.arch)
+        if cfg.init_from:
+            _warm_start(model, Path(cfg.init_from))
         model.compile(
             optimizer=keras.optimizers.Adam(_schedule(cfg, steps)),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -262,6 +267,39 @@ def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
     finally:
         logging.getLogger("emopi").removeHandler(handler)
         handler.close()
+
+
+def _set_threads(threads: int) -> None:
+    """Pin TensorFlow's op threads, e.g. to run two trainings side by side on 2 cores."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process: keep its threads
+        log.warning("TensorFlow already running; --threads %d ignored", threads)
+
+
+def _warm_start(model, path: Path) -> None:
+    """Copy the weights of a trained model of the same architecture into ``model``.
+
+    Continuing a finished run with a fresh schedule is cheaper than training from scratch;
+    the run's config records where it started, so the result stays reproducible.
+    """
+    import keras
+
+    if path.suffix != ".keras" or not path.is_file():
+        raise EmopiError(f"--init-from {path}: not a .keras model file")
+    source = keras.models.load_model(path)
+    shapes = [w.shape for w in source.get_weights()]
+    if source.name != model.name or shapes != [w.shape for w in model.get_weights()]:
+        raise EmopiError(
+            f"--init-from {path}: its architecture {source.name!r} does not match {model.name!r}"
+        )
+    model.set_weights(source.get_weights())
+    log.info("warm start from %s", path)
 
 
 def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from emopi.edge import __version__
+from emopi.edge.classify import TFLiteModel
 from emopi.edge.contract import (
     LABELS,
     ModelMetadata,
-    QuantParams,
-    dequantize_output,
     prepare_face,
     quantize_input,
     write_metadata,
@@ -76,54 +75,11 @@ def convert(model, calib: np.ndarray | None) -> bytes:
     return converter.convert()
 
 
-class TFLiteRunner:
-    """Batch inference over a ``.tflite`` file, with I/O quantisation from its own tensors."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = Path(path)
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.q_in = QuantParams.from_tensor_details(self.input)
-        self.q_out = QuantParams.from_tensor_details(self.output)
-        self.batch = 1
-
-    def _resize(self, batch: int) -> None:
-        if batch != self.batch:
-            self.interpreter.resize_tensor_input(
-                self.input["index"], [batch, *self.input["shape"][1:]]
-            )
-            self.interpreter.allocate_tensors()
-            self.batch = batch
-
-    def predict(self, faces: np.ndarray, batch: int = 64) -> np.ndarray:
-        """Probabilities for uint8 ``(N, 48, 48)`` faces."""
-        out = []
-        for start in range(0, len(faces), batch):
-            chunk = faces[start : start + batch]
-            self._resize(len(chunk))
-            self.interpreter.set_tensor(
-                self.input["index"], quantize_input(chunk[..., None], self.q_in)
-            )
-            self.interpreter.invoke()
-            out.append(
-                dequantize_output(self.interpreter.get_tensor(self.output["index"]), self.q_out)
-            )
-        return np.concatenate(out)
-
-    def latency_ms(self, face: np.ndarray) -> float:
-        """Time of one single-face invoke (input quantisation included)."""
-        self._resize(1)
-        start = time.perf_counter()
-        self.interpreter.set_tensor(
-            self.input["index"], quantize_input(face[None, ..., None], self.q_in)
-        )
-        self.interpreter.invoke()
-        self.interpreter.get_tensor(self.output["index"])
-        return (time.perf_counter() - start) * 1000
+def latency_ms(model: TFLiteModel, face: np.ndarray) -> float:
+    """Time of one single-face invoke (input quantisation included)."""
+    start = time.perf_counter()
+    model.invoke(quantize_input(face[None, ..., None], model.in_q))
+    return (time.perf_counter() - start) * 1000
 
 
 def _stats(probs: np.ndarray, y: np.ndarray) -> dict:
@@ -140,21 +96,21 @@ def _stats(probs: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
-def side_by_side_latency(runners: dict[str, TFLiteRunner], faces: np.ndarray, rounds: int = 300):
+def side_by_side_latency(runners: dict[str, TFLiteModel], faces: np.ndarray, rounds: int = 300):
     """Median single-face latency of each runner, interleaved so machine noise hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in runners}
     for i in range(rounds + 20):
         face = faces[i % len(faces)]
         for name, runner in runners.items():
-            t = runner.latency_ms(face)
+            t = latency_ms(runner, face)
             if i >= 20:  # warm-up
                 times[name].append(t)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def parity_report(int8: TFLiteRunner, flt: TFLiteRunner, val: Faces) -> dict:
+def parity_report(int8: TFLiteModel, flt: TFLiteModel, val: Faces) -> dict:
     faces = np.stack([prepare_face(f) for f in val.x])
-    p_int8, p_float = int8.predict(faces), flt.predict(faces)
+    p_int8, p_float = int8.run(faces), flt.run(faces)
     s_int8, s_float = _stats(p_int8, val.y), _stats(p_float, val.y)
     diff = np.abs(p_int8 - p_float)
     latency = side_by_side_latency({"int8": int8, "float32": flt}, faces)
@@ -251,9 +207,9 @@ def quantize_model(
     staged = out.with_name(out.stem + ".staged.tflite")
     staged.write_bytes(convert(model, calib))
     float_path.write_bytes(convert(model, None))
-    int8, flt = TFLiteRunner(staged), TFLiteRunner(float_path)
-    if int8.q_in.dtype != "int8" or int8.q_out.dtype != "int8":
-        raise EmopiError(f"conversion produced {int8.q_in.dtype}/{int8.q_out.dtype} I/O, not int8")
+    int8, flt = TFLiteModel(staged), TFLiteModel(float_path)
+    if int8.in_q.dtype != "int8" or int8.out_q.dtype != "int8":
+        raise EmopiError(f"conversion produced {int8.in_q.dtype}/{int8.out_q.dtype} I/O, not int8")
     report = parity_report(int8, flt, val)
     report["calibration_faces"] = len(calib)
     problems = check_guard(report, guard or GuardConfig())
@@ -282,10 +238,10 @@ def quantize_model(
         write_metadata(
             path,
             ModelMetadata(
-                input_dtype=runner.q_in.dtype,
-                output_dtype=runner.q_out.dtype,
-                input_quant={"scale": runner.q_in.scale, "zero_point": runner.q_in.zero_point},
-                output_quant={"scale": runner.q_out.scale, "zero_point": runner.q_out.zero_point},
+                input_dtype=runner.in_q.dtype,
+                output_dtype=runner.out_q.dtype,
+                input_quant={"scale": runner.in_q.scale, "zero_point": runner.in_q.zero_point},
+                output_quant={"scale": runner.out_q.scale, "zero_point": runner.out_q.zero_point},
                 metrics=metrics,
                 **common,
             ),

@@ -101,21 +101,18 @@ def _keras_model(path: Path, run: Path | None) -> EvalModel:
 
 
 def _tflite_model(path: Path) -> EvalModel:
-    from emopi.train.quantize import TFLiteRunner
+    from emopi.edge.classify import TFLiteModel
 
     info: dict[str, Any] = {}
     if path.with_suffix(".json").is_file():  # the sidecar, validated against the model's sha256
         meta = read_metadata(path)
         info = {"architecture": meta.architecture, "params": meta.params, "metadata": meta.metrics}
-    try:
-        runner = TFLiteRunner(path, threads=os.cpu_count() or 1)
-    except (RuntimeError, ValueError) as exc:
-        raise EmopiError(f"cannot load TFLite model {path}: {exc}") from exc
+    runner = TFLiteModel(path, threads=os.cpu_count() or 1)
     shape = list(runner.output["shape"])
     if shape[-1] != len(LABELS):
         raise EmopiError(f"{path} outputs {shape[-1]} classes, not {len(LABELS)}")
-    info.update(input_dtype=runner.q_in.dtype, size_bytes=path.stat().st_size)
-    return EvalModel(path, "tflite", runner.predict, None, None, info)
+    info.update(input_dtype=runner.in_q.dtype, size_bytes=path.stat().st_size)
+    return EvalModel(path, "tflite", runner.run, None, None, info)
 
 
 # --------------------------------------------------------------------------- data

@@ -206,6 +206,7 @@ def study_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         cache_dir=args.cache_dir,
+        threads=args.threads,
     )
     out = Path(args.out)
     run_depth_study(base, out, parse_depths(args.depths), 1 if sys.stdout.isatty() else 2)

@@ -12,10 +12,10 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import modules_loaded, run_cli
 
 from emopi.edge import bench
 
@@ -34,13 +34,7 @@ MACHINE_KEYS = (
 
 def run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`emopi bench ...` in a subprocess, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "emopi.edge.cli", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "EMOPI_CONFIG": os.devnull},  # no /etc/emopi config leaks in
-    )
+    return run_cli("bench", *args, timeout=timeout, env={"EMOPI_CONFIG": os.devnull})
 
 
 def load_report(out: Path, proc: subprocess.CompletedProcess) -> dict:
@@ -202,14 +196,8 @@ def test_unreadable_video_is_a_clear_error(tmp_path: Path):
 
 def test_bench_module_imports_only_the_stdlib():
     """`emopi --help` and `emopi doctor` must work without the edge extra."""
-    code = (
-        "import sys, emopi.edge.bench;"
-        "heavy = ('numpy', 'cv2', 'ai_edge_litert', 'paho', 'amqtt');"
-        "bad = [m for m in heavy if m in sys.modules];"
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
+    heavy = ("numpy", "cv2", "ai_edge_litert", "paho", "amqtt")
+    assert modules_loaded("import emopi.edge.bench", heavy) == []
 
 
 # --------------------------------------------------------------------------- helpers

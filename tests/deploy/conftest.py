@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_helpers import BOOKWORM, ROOT, SSHD, free_port
+from deploy_helpers import BOOKWORM, ROOT, SSHD
+from helpers import free_port
 
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -31,9 +30,3 @@ def run_install(*args: str, env: dict | None = None, timeout: float = 120):
 
 # Flags for an install that touches nothing outside the prefix and needs no network.
 OFFLINE = ("--no-apt", "--no-user", "--no-systemctl", "--no-index", "--no-deps", "--no-doctor")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,13 +3,11 @@ upgrade in place, and one clear line for every way the connection or the install
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from deploy_helpers import free_port
+from helpers import free_port, run_cli
 
 # The install on the "Pi" (this machine, as root over ssh) stays inside the prefix and offline.
 REMOTE_OFFLINE = [
@@ -23,14 +21,7 @@ REMOTE_OFFLINE = [
 
 
 def deploy(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "emopi.edge.cli", "deploy", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "SSH_AUTH_SOCK": ""},  # only the key the test made
-    )
+    return run_cli("deploy", *args, timeout=timeout, env={"SSH_AUTH_SOCK": ""})  # only our key
 
 
 def emopi_version(prefix: Path) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_helpers import free_port
+from helpers import free_port
 
 paho = pytest.importorskip("paho.mqtt.client")
 

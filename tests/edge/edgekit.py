@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from helpers import run_cli as run_emopi  # noqa: F401  (re-exported for the edge tests)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:

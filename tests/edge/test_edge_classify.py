@@ -67,7 +67,7 @@ def test_batched_and_per_face_inference_agree(model, shared_data):
     single = Classifier(model, batch=False)
     assert batched.batching and not single.batching
     a = batched.predict(faces)
-    assert batched._batch == len(faces)  # one invoke for all faces
+    assert batched.model._batch == len(faces)  # one invoke for all faces
     b = single.predict(faces)
     assert np.allclose(a, b, atol=1 / 128)
     assert np.allclose(batched.predict(faces[:1]), b[:1], atol=1 / 128)  # back to one face

@@ -7,7 +7,7 @@ from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 
 import pytest
-from edgekit import run_emopi as run_cli
+from helpers import run_cli
 
 from emopi.edge.assets import ASSETS
 from emopi.edge.config import Config, ConfigError, default_state_dir, load_config

@@ -13,7 +13,7 @@ import time
 
 import cv2
 import pytest
-from edgekit import run_emopi
+from helpers import run_cli
 
 
 def read_until(proc: subprocess.Popen, predicate, timeout: float) -> list[str]:
@@ -75,7 +75,7 @@ def test_signal_stops_cleanly_with_end_events(model, signum, event_validator):
 
 def test_annotated_video_and_stats_line(model, tmp_path):
     out = tmp_path / "annotated.mp4"
-    result = run_emopi(
+    result = run_cli(
         "run",
         "--source",
         "demo",
@@ -99,7 +99,7 @@ def test_annotated_video_and_stats_line(model, tmp_path):
     video.release()
     assert ok and frame.shape == (480, 640, 3)
 
-    quiet = run_emopi(
+    quiet = run_cli(
         "run", "--source", "demo", "--no-realtime", "--max-frames", "5", "--quiet",
         "--model", str(model), env={"EMOPI_CONFIG": os.devnull},
     )  # fmt: skip
@@ -119,7 +119,7 @@ def test_annotated_video_and_stats_line(model, tmp_path):
 )
 def test_user_errors_are_one_line(args, message):
     env = {"EMOPI_CONFIG": os.devnull, "DISPLAY": "", "WAYLAND_DISPLAY": ""}
-    result = run_emopi("run", *args, env=env)
+    result = run_cli("run", *args, env=env)
     assert result.returncode == 2, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if "XNNPACK" not in ln]
     assert len(lines) == 1 and lines[0].startswith("emopi run: error: ")
@@ -141,7 +141,7 @@ def test_events_go_to_mqtt_when_a_broker_is_configured(model, mosquitto, tmp_pat
     client.loop_start()
     try:
         assert subscribed.wait(10)
-        result = run_emopi(
+        result = run_cli(
             "run", "--source", "demo", "--no-realtime", "--max-frames", "60",
             "--model", str(model), "--device-id", "wire",
             "--mqtt-host", mosquitto.host, "--mqtt-port", str(mosquitto.port),

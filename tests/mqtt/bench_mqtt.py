@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqtt_driver import DEVICE, Subscriber, free_port, make_event, plain_settings
+from helpers import free_port
+from mqtt_driver import DEVICE, Subscriber, make_event, plain_settings
 
 from emopi.edge.publisher import MqttSink
 

@@ -1,4 +1,4 @@
-"""Fixtures for the MQTT tests: sinks that are always closed, subscribers that always stop."""
+"""Fixtures for the MQTT tests: sinks that are always closed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_driver import Subscriber
 
 from emopi.edge.mqtt_settings import MqttSettings
 from emopi.edge.publisher import MqttSink
@@ -26,17 +25,3 @@ def make_sink(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
     yield factory
     for sink in sinks:
         sink.close(timeout=1)
-
-
-@pytest.fixture
-def subscribe() -> Iterator[Callable[..., Subscriber]]:
-    subs: list[Subscriber] = []
-
-    def factory(port: int, *topics: str, **kw: Any) -> Subscriber:
-        sub = Subscriber(port, topics or ("#",), **kw)
-        subs.append(sub)
-        return sub
-
-    yield factory
-    for sub in subs:
-        sub.close()

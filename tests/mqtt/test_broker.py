@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from mqtt_driver import DEVICE, dedup, free_port, make_event
+from helpers import free_port
+from mqtt_driver import DEVICE, dedup, make_event
 
 from emopi.edge.broker import EmbeddedBroker
 from emopi.edge.errors import EmopiError

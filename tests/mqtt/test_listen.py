@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from mqtt_driver import DEVICE, free_port, make_event, plain_settings
+from helpers import free_port
+from mqtt_driver import DEVICE, make_event, plain_settings
 
 from emopi.edge.listen import Printer
 

@@ -21,7 +21,7 @@ from emopi.edge.spool import SPOOL_FILE, Spool
 
 PREFIX = f"emopi/{DEVICE}"
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())
-DRIVER = Path(__file__).with_name("mqtt_driver.py")
+DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 def face(track: int, emotion: str) -> FaceState:

@@ -128,17 +128,6 @@ class Emopi:
             self.proc.wait(10)
 
 
-def run_emopi(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    """`emopi ...` to completion (stdout, stderr, return code)."""
-    return subprocess.run(
-        [sys.executable, "-m", "emopi.edge.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
 def keys(events: list[dict]) -> list[tuple[str, int]]:
     return [(e["run_id"], e["seq"]) for e in events]
 

@@ -14,12 +14,12 @@ import signal
 import time
 from pathlib import Path
 
+from helpers import run_cli
 from relkit import (
     FAKECAM,
     Emopi,
     blank_frames,
     face_frames,
-    run_emopi,
     write_config,
     write_video,
 )
@@ -127,13 +127,13 @@ def test_camera_faults_keep_the_process_up_and_recover(tmp_path, notify_socket):
 def test_video_file_ends_cleanly_or_loops(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", face_frames(30) + blank_frames(10))
     env = {"EMOPI_CONFIG": os.devnull, "EMOPI_TRACK_TIMEOUT": "0.2"}  # ends in the blanks
-    once = run_emopi("run", "--source", str(clip), "--detect-every", "2", env=env)
+    once = run_cli("run", "--source", str(clip), "--detect-every", "2", env=env)
     assert once.returncode == 0, once.stderr
     events = [json.loads(line) for line in once.stdout.splitlines()]
     assert next(e["type"] for e in events) == "new" and events[-1]["type"] == "end"
     assert "stopped after 40 frames" in once.stderr
 
-    looped = run_emopi(
+    looped = run_cli(
         "run", "--source", str(clip), "--detect-every", "2", "--loop", "--max-frames", "130",
         env=env,
     )  # fmt: skip
@@ -150,7 +150,7 @@ def test_a_video_cut_short_ends_cleanly(tmp_path):
     clip = write_video(tmp_path / "clip.avi", face_frames(40), codec="MJPG")
     data = clip.read_bytes()
     clip.write_bytes(data[: len(data) // 2])
-    result = run_emopi("run", "--source", str(clip), env={"EMOPI_CONFIG": os.devnull})
+    result = run_cli("run", "--source", str(clip), env={"EMOPI_CONFIG": os.devnull})
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     frames = int(result.stderr.split("stopped after ")[1].split()[0])
@@ -167,7 +167,7 @@ def test_a_camera_that_cannot_be_opened_at_start_is_one_line(tmp_path):
         "PYTHONPATH": str(FAKECAM),
         "EMOPI_CONFIG": os.devnull,
     }
-    result = run_emopi("run", "--source", "picamera2", env=env)
+    result = run_cli("run", "--source", "picamera2", env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "emopi run: error: cannot start the Pi camera: Camera __init__ sequence did not "

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 from mqtt_driver import DEVICE, dedup
-from relkit import run_emopi
 
 from emopi.edge.spool import SPOOL_FILE, Spool
 
-DRIVER = Path(__file__).resolve().parents[1] / "mqtt" / "mqtt_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_full_disk_at_start_is_one_line(tmpfs):
     state = tmpfs("full", "256k")
     fill(state)
     env = {"EMOPI_CONFIG": os.devnull, "EMOPI_STATE_DIR": str(state)}
-    line = one_line(run_emopi(*mqtt_run(state), env=env))
+    line = one_line(run_cli(*mqtt_run(state), env=env))
     assert f"the disk holding the MQTT spool {state / SPOOL_FILE} is full" in line
 
 
@@ -128,9 +128,9 @@ def test_read_only_state_dir_is_one_line(tmpfs):
     """The SD card remounted read-only after errors (as ext4 does): root cannot write either."""
     state = tmpfs("ro", "256k", "ro")
     env = {"EMOPI_CONFIG": os.devnull, "EMOPI_STATE_DIR": str(state / "emopi")}
-    line = one_line(run_emopi(*mqtt_run(state), env=env))
+    line = one_line(run_cli(*mqtt_run(state), env=env))
     assert "cannot create the state directory" in line and "Read-only file system" in line
     env["EMOPI_STATE_DIR"] = str(state)  # exists, but no spool can be created in it
-    line = one_line(run_emopi(*mqtt_run(state), env=env))
+    line = one_line(run_cli(*mqtt_run(state), env=env))
     assert f"cannot open the MQTT spool {state / SPOOL_FILE}" in line
     assert "is the state directory writable?" in line

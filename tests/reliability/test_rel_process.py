@@ -23,7 +23,7 @@ from relkit import BLINK, Emopi, keys, write_config
 from emopi.edge import cli, sources
 from emopi.edge.spool import SPOOL_FILE, Spool
 
-DRIVER = Path(__file__).resolve().parents[1] / "mqtt" / "mqtt_driver.py"
+DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 def test_kill9_mid_run_then_restart_loses_nothing(mosquitto, tmp_path, blink, subscribe):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import Mosquitto, free_port
+from helpers import Mosquitto, free_port, run_cli
 from paho.mqtt.enums import CallbackAPIVersion
-from relkit import Emopi, run_emopi, write_config
+from relkit import Emopi, write_config
 
 USER, PASSWORD = "emopi", "Tr0ub4dor&3-never-shown"
 DEVICE = "sec-test"
@@ -143,7 +143,7 @@ def test_world_readable_secrets_are_warned_about(tmp_path, mode):
               "password_file": str(secret), "connect_timeout": 0.0},
     )  # fmt: skip
     config.chmod(mode)
-    result = run_emopi("run", "--config", str(config), "--source", "demo", "--max-frames", "2")
+    result = run_cli("run", "--config", str(config), "--source", "demo", "--max-frames", "2")
     assert result.returncode == 0, result.stderr
     warnings = [ln for ln in result.stderr.splitlines() if "readable by every user" in ln]
     if mode & 0o004:

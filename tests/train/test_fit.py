@@ -94,3 +94,26 @@ def test_cli_bad_data_is_one_line(tmp_path):
 def test_cli_resume_of_non_run_folder(tmp_path):
     out = run_cli("train", "--resume", str(tmp_path))
     assert out.returncode == 2 and "is not a run folder" in out.stderr
+
+
+def test_warm_start_copies_weights_and_refuses_another_architecture(tmp_path):
+    import numpy as np
+
+    from emopi.edge.errors import EmopiError
+    from emopi.train.models import build
+
+    def same(a, b) -> bool:
+        pairs = zip(a.get_weights(), b.get_weights(), strict=True)
+        return all(np.array_equal(x, y) for x, y in pairs)
+
+    source = build("mini-xception")
+    path = tmp_path / "source.keras"
+    source.save(path)
+    target = build("mini-xception")
+    assert not same(source, target)
+    fit._warm_start(target, path)
+    assert same(source, target)
+    with pytest.raises(EmopiError, match="'mini-xception' does not match 'cnn-depth3'"):
+        fit._warm_start(build("cnn-depth3"), path)
+    with pytest.raises(EmopiError, match=r"missing\.keras: not a \.keras model file"):
+        fit._warm_start(target, tmp_path / "missing.keras")

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from tiny import synthetic_faces, tiny_keras_model
 
+from emopi.edge.classify import TFLiteModel
 from emopi.edge.errors import EmopiError
 from emopi.train.models import ARCHITECTURES, build, with_flip_tta
-from emopi.train.quantize import TFLiteRunner, convert
+from emopi.train.quantize import convert
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -18,9 +19,9 @@ def test_architecture_converts_to_full_int8(name, tmp_path):
     calib = synthetic_faces(8)[0]
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(convert(model, calib))  # TFLITE_BUILTINS_INT8 only: fails on float ops
-    runner = TFLiteRunner(path)
-    assert runner.q_in.dtype == "int8" and runner.q_out.dtype == "int8"
-    probs = runner.predict(calib[:3])
+    runner = TFLiteModel(path)
+    assert runner.in_q.dtype == "int8" and runner.out_q.dtype == "int8"
+    probs = runner.run(calib[:3])
     assert probs.shape == (3, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
 
 
@@ -38,4 +39,4 @@ def test_flip_tta_is_mirror_symmetric_and_int8(tmp_path):
     )
     path = tmp_path / "tta.tflite"
     path.write_bytes(convert(model, faces))
-    assert TFLiteRunner(path).q_out.dtype == "int8"
+    assert TFLiteModel(path).out_q.dtype == "int8"

@@ -8,24 +8,25 @@ import numpy as np
 import pytest
 from tiny import build_tiny_int8
 
+from emopi.edge.classify import TFLiteModel
 from emopi.edge.contract import LABELS, read_metadata
 from emopi.edge.errors import EmopiError
-from emopi.train.quantize import GuardConfig, TFLiteRunner, check_guard
+from emopi.train.quantize import GuardConfig, check_guard
 
 
 def test_int8_io_and_builtin_ops(tiny_int8_model):
-    runner = TFLiteRunner(tiny_int8_model)
+    runner = TFLiteModel(tiny_int8_model)
     assert runner.input["dtype"] == np.int8 and runner.output["dtype"] == np.int8
     assert list(runner.input["shape"]) == [1, 48, 48, 1]
-    assert runner.q_in.scale > 0 and runner.q_out.scale > 0
+    assert runner.in_q.scale > 0 and runner.out_q.scale > 0
 
 
 def test_metadata_round_trip(tiny_int8_model):
     meta = read_metadata(tiny_int8_model)
-    runner = TFLiteRunner(tiny_int8_model)
+    runner = TFLiteModel(tiny_int8_model)
     assert meta.labels == list(LABELS) and meta.architecture == "tiny"
-    assert meta.input_quant == {"scale": runner.q_in.scale, "zero_point": runner.q_in.zero_point}
-    assert meta.output_quant["zero_point"] == runner.q_out.zero_point
+    assert meta.input_quant == {"scale": runner.in_q.scale, "zero_point": runner.in_q.zero_point}
+    assert meta.output_quant["zero_point"] == runner.out_q.zero_point
     assert meta.metrics["val_accuracy_int8"] > 0.9
     assert meta.training_data["source"].startswith("synthetic")
     float_model = tiny_int8_model.with_name("tiny-int8-float32.tflite")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import threading
 import time
@@ -30,12 +29,6 @@ from emopi.edge.publisher import MqttSink
 
 DEVICE = "testpi"
 EMOTIONS = ("happy", "sad", "neutral", "surprise")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
