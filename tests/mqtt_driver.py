@@ -31,6 +31,11 @@ DEVICE = "testpi"
 EMOTIONS = ("happy", "sad", "neutral", "surprise")
 
 
+def driver_command(port: int, state_dir: Path, *args: str) -> list[str]:
+    """The command line that runs this file as a publisher process (see the module doc)."""
+    return [sys.executable, __file__, "--port", str(port), "--state-dir", str(state_dir), *args]
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():

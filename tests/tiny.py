@@ -28,6 +28,15 @@ def synthetic_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def synthetic_npz(path: Path, n_train: int = 140, n_val: int = 42) -> Path:
+    """A cached-format ``.npz`` with train and val splits of :func:`synthetic_faces`."""
+    from emopi.train.data import Faces, save_npz
+
+    x, y = synthetic_faces(n_train)
+    xv, yv = synthetic_faces(n_val, seed=1)
+    return save_npz(path, {"train": Faces(x, y, "synthetic"), "val": Faces(xv, yv, "synthetic")})
+
+
 def tiny_keras_model():
     import keras
     from keras import layers

@@ -8,17 +8,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import run_cli
-from mqtt_driver import DEVICE, dedup
+from mqtt_driver import DEVICE, dedup, driver_command
 
 from emopi.edge.spool import SPOOL_FILE, Spool
-
-DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 @pytest.fixture
@@ -64,8 +61,7 @@ def test_disk_fills_up_during_an_outage(own_mosquitto, tmpfs, subscribe):
     state = tmpfs("disk", "1536k")
     count = 8000
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), "--port", str(broker.port), "--state-dir", str(state),
-         "--count", str(count), "--hold"],
+        driver_command(broker.port, state, "--count", str(count), "--hold"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -89,8 +85,7 @@ def test_disk_fills_up_during_an_outage(own_mosquitto, tmpfs, subscribe):
     broker.start()
     sub = subscribe(broker.port, f"emopi/{DEVICE}/event")
     drain = subprocess.run(
-        [sys.executable, str(DRIVER), "--port", str(broker.port), "--state-dir", str(state),
-         "--run-id", "after", "--count", "1", "--drain"],
+        driver_command(broker.port, state, "--run-id", "after", "--count", "1", "--drain"),
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert drain.returncode == 0, drain.stderr

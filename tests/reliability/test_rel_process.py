@@ -11,19 +11,15 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 from mqtt_driver import DEVICE as DRIVER_DEVICE
-from mqtt_driver import dedup
+from mqtt_driver import dedup, driver_command
 from relkit import BLINK, Emopi, keys, write_config
 
 from emopi.edge import cli, sources
 from emopi.edge.spool import SPOOL_FILE, Spool
-
-DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 def test_kill9_mid_run_then_restart_loses_nothing(mosquitto, tmp_path, blink, subscribe):
@@ -71,8 +67,7 @@ def test_kill9_during_spool_writes_keeps_the_spool_intact(own_mosquitto, tmp_pat
     for attempt in range(5):
         run_id = f"kill-{attempt}"
         proc = subprocess.Popen(
-            [sys.executable, str(DRIVER), "--port", str(broker.port), "--state-dir", str(state),
-             "--run-id", run_id, "--count", "1000000", "--hold"],
+            driver_command(broker.port, state, "--run-id", run_id, "--count", "1000000", "--hold"),
             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         assert json.loads(proc.stdout.readline())["phase"] == "started"
@@ -93,8 +88,7 @@ def test_kill9_during_spool_writes_keeps_the_spool_intact(own_mosquitto, tmp_pat
     topic = f"emopi/{DRIVER_DEVICE}/event"
     sub = subscribe(broker.port, topic)
     drain = subprocess.run(
-        [sys.executable, str(DRIVER), "--port", str(broker.port), "--state-dir", str(state),
-         "--run-id", "drain", "--count", "1", "--drain"],
+        driver_command(broker.port, state, "--run-id", "drain", "--count", "1", "--drain"),
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert drain.returncode == 0, drain.stderr

@@ -7,19 +7,9 @@ import json
 
 import pytest
 from helpers import run_cli
-from tiny import synthetic_faces
 
 from emopi.train import fit
-from emopi.train.data import Faces, save_npz
 from emopi.train.fit import TrainConfig, new_run_dir, train
-
-
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    x, y = synthetic_faces(140)
-    xv, yv = synthetic_faces(42, seed=1)
-    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
-    return save_npz(path, {"train": Faces(x, y, "synthetic"), "val": Faces(xv, yv, "synthetic")})
 
 
 def config(npz, tmp_path, **kw):

@@ -6,21 +6,11 @@ import json
 import shutil
 
 import pytest
-from tiny import synthetic_faces
 
 from emopi.edge.cli import main
 from emopi.edge.errors import EmopiError
 from emopi.train import study
-from emopi.train.data import Faces, save_npz
 from emopi.train.study import parse_depths
-
-
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
-    x, y = synthetic_faces(140)
-    xv, yv = synthetic_faces(35, seed=1)
-    path = tmp_path_factory.mktemp("data") / "synthetic.npz"
-    return save_npz(path, {"train": Faces(x, y, "synthetic"), "val": Faces(xv, yv, "synthetic")})
 
 
 def study_args(npz, out, *extra):
@@ -53,7 +43,7 @@ def test_depth_study_table_and_rerun_skips_finished_depths(finished, npz, monkey
     out = finished
     table = json.loads((out / "study.json").read_text())
     assert [r["depth"] for r in table["results"]] == [3, 4]
-    assert table["val_images"] == 35 and table["epochs"] == 1
+    assert table["val_images"] == 42 and table["epochs"] == 1
     assert table["reference"] == {"depth": 6, "epochs": 15, "accuracy": 0.48, "macro_f1": 0.47}
     for r in table["results"]:
         assert r["arch"] == f"cnn-depth{r['depth']}" and r["epochs_run"] == 1
