@@ -136,6 +136,7 @@ class TFLiteModel:
             return True
         except (ValueError, RuntimeError) as exc:
             log.info("model takes one face per invoke (%s)", str(exc).splitlines()[0])
+            self._batch = 0  # the failed resize may have left the input at 2: force it back
             self._resize(1)
             return False
 
@@ -152,6 +153,8 @@ class TFLiteModel:
         if not self._batch:
             self.allocate()
         n = len(faces)
+        if n == 0:
+            return np.empty((0, int(self.output["shape"][-1])), np.float32)
         x = quantize_input(faces.reshape(n, INPUT_SIZE, INPUT_SIZE, 1), self.in_q)
         step = max_batch if self.batching else 1
         raw = [self.invoke(x[i : i + step]) for i in range(0, n, step)]

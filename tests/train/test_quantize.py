@@ -19,6 +19,7 @@ def test_int8_io_and_builtin_ops(tiny_int8_model):
     assert runner.input["dtype"] == np.int8 and runner.output["dtype"] == np.int8
     assert list(runner.input["shape"]) == [1, 48, 48, 1]
     assert runner.in_q.scale > 0 and runner.out_q.scale > 0
+    assert runner.run(np.empty((0, 48, 48), np.uint8)).shape == (0, 7)
 
 
 def test_metadata_round_trip(tiny_int8_model):
