@@ -7,21 +7,19 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import jsonschema
 import pytest
-from mqtt_driver import DEVICE, dedup, make_event, plain_settings
+from mqtt_driver import DEVICE, dedup, driver_command, make_event, plain_settings
 
 from emopi.edge.events import EmotionEvent, FaceState, SceneState
 from emopi.edge.spool import SPOOL_FILE, Spool
 
 PREFIX = f"emopi/{DEVICE}"
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())
-DRIVER = Path(__file__).resolve().parents[1] / "mqtt_driver.py"
 
 
 def face(track: int, emotion: str) -> FaceState:
@@ -41,9 +39,9 @@ def last_payload(sub, topic: str) -> bytes | None:
     return got[-1].payload if got else None
 
 
-def start_driver(*args: str) -> subprocess.Popen:
+def start_driver(port: int, state_dir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(DRIVER), *args],
+        driver_command(port, state_dir, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,7 +142,7 @@ def test_stats_add_spool_and_connection_and_keep_secrets(
 
 
 def test_lwt_marks_a_killed_publisher_offline(mosquitto, tmp_path, subscribe):
-    proc = start_driver("--port", str(mosquitto.port), "--state-dir", str(tmp_path), "--hold")
+    proc = start_driver(mosquitto.port, tmp_path, "--hold")
     try:
         read_phase(proc, "published")
         sub = subscribe(mosquitto.port, f"{PREFIX}/status")
@@ -189,8 +187,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(own_mosquitto, tmp_path, ma
 def test_kill9_with_spooled_events_then_restart_drains_in_order(own_mosquitto, tmp_path, subscribe):
     state = tmp_path / "state"
     own_mosquitto.stop()  # nothing to deliver to: everything is spooled
-    port = str(own_mosquitto.port)
-    proc = start_driver("--port", port, "--state-dir", str(state), "--count", "25", "--hold")
+    port = own_mosquitto.port
+    proc = start_driver(port, state, "--count", "25", "--hold")
     try:
         assert read_phase(proc, "published")["spool_depth"] == 25
         proc.send_signal(signal.SIGKILL)
@@ -204,9 +202,7 @@ def test_kill9_with_spooled_events_then_restart_drains_in_order(own_mosquitto, t
 
     own_mosquitto.start()
     sub = subscribe(own_mosquitto.port, f"{PREFIX}/event")
-    proc = start_driver(
-        "--port", port, "--state-dir", str(state), "--run-id", "run-b", "--count", "5", "--drain"
-    )
+    proc = start_driver(port, state, "--run-id", "run-b", "--count", "5", "--drain")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     closed = [json.loads(line) for line in out.splitlines()][-1]
