@@ -4,7 +4,9 @@ upgrade in place, and one clear line for every way the connection or the install
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 from helpers import free_port, run_cli
@@ -57,15 +59,22 @@ def test_deploy_builds_copies_installs_and_upgrades(sshd, tmp_path, config_file,
     assert (prefix / "etc/systemd/system/emopi.service").is_file()
     assert not remote_dir(first.stdout).exists()  # the payload is cleaned up on the Pi
 
-    # Re-running upgrades in place: another build replaces emopi, the config stays.
+    # Re-running upgrades in place: another build replaces emopi, the config stays. Two
+    # builds of one tree within the same 2 s zip timestamp are byte-identical, so the other
+    # build is made certain: the same wheel with a zip comment (a different sha256).
     (prefix / "etc/emopi/emopi.toml").write_text('device_id = "edited-on-the-pi"\n')
+    rebuilt = tmp_path / "rebuilt" / wheel.name
+    rebuilt.parent.mkdir()
+    shutil.copy(wheel, rebuilt)
+    with zipfile.ZipFile(rebuilt, "a") as whl:
+        whl.comment = b"another build"
     again = deploy(
         target,
         *sshd.ssh_options,
         "--prefix",
         str(prefix),
         "--wheel",
-        str(wheel),
+        str(rebuilt),
         "--config",
         str(config_file),
         *REMOTE_OFFLINE,
