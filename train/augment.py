@@ -1,128 +1,105 @@
-"""The tf.data input pipeline over uint8 faces held in memory, with batched augmentation.
+"""Per-image augmentation as a Keras layer written in ``keras.ops``.
 
-Augmentation runs per batch, not per image: one ``ImageProjectiveTransformV3`` call applies
-each image's own rotation/shear/zoom/translation/flip, so two CPU cores keep well ahead of
-the model. What the seed research used (rotation, shear, zoom, flip) plus brightness,
-contrast and random erasing.
+It runs inside the train step on whatever backend Keras uses (TensorFlow on a CPU, JAX or
+torch on an accelerator), so the input pipeline needs nothing but numpy arrays. One
+``affine_transform`` call applies each image's own rotation, scale, translation and flip;
+then brightness, contrast and random erasing with noise. The defaults are the recipe the
+teacher was trained with (see ``../shared/data/README.md``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import numpy as np
-import tensorflow as tf
+import keras
+from keras import ops
 
-from emopi.edge.contract import INPUT_SIZE, LABELS
+from emopi.edge.contract import INPUT_SIZE
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotation_deg: float = 12.0
-    shear: float = 0.1
-    zoom: float = 0.1
-    translate: float = 0.08  # fraction of the side
+    rotation_deg: float = 15.0
+    scale: float = 0.15  # zoom in or out by up to this fraction
+    translate: float = 0.12  # fraction of the side
     flip: bool = True
-    brightness: float = 0.15  # fraction of the 0..255 range
-    contrast: float = 0.2
-    erase_prob: float = 0.25  # random erasing (cutout) of one box
+    brightness: float = 0.12  # fraction of the 0..255 range
+    contrast: float = 0.25
+    erase_prob: float = 0.5  # random erasing of one box, filled with noise
+    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the image
     enabled: bool = True
 
 
-def _affine(batch: int, cfg: AugmentConfig) -> tf.Tensor:
-    """Per-image output->input affine maps as ``(batch, 8)`` projective transforms."""
-    u = lambda lo, hi: tf.random.uniform((batch,), lo, hi)  # noqa: E731
-    theta = u(-1.0, 1.0) * math.radians(cfg.rotation_deg)
-    shear = u(-cfg.shear, cfg.shear)
-    scale = 1.0 / u(1.0 - cfg.zoom, 1.0 + cfg.zoom)
-    flip = tf.where(tf.random.uniform((batch,)) < 0.5, -1.0, 1.0) if cfg.flip else tf.ones(batch)
-    tx = u(-cfg.translate, cfg.translate) * INPUT_SIZE
-    ty = u(-cfg.translate, cfg.translate) * INPUT_SIZE
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    # [a b; c d] = R(theta) @ Shear(shear) @ diag(flip*scale, scale)
-    a = cos * flip * scale
-    b = (cos * shear - sin) * scale
-    c = sin * flip * scale
-    d = (sin * shear + cos) * scale
-    centre = (INPUT_SIZE - 1) / 2.0
-    a2 = centre - a * centre - b * centre + tx
-    b2 = centre - c * centre - d * centre + ty
-    zeros = tf.zeros(batch)
-    return tf.stack([a, b, a2, c, d, b2, zeros, zeros], axis=1)
+@keras.saving.register_keras_serializable(package="emopi")
+class Augment(keras.layers.Layer):
+    """Augments a float ``(B, 48, 48, 1)`` batch of 0..255 pixels; identity outside training."""
 
+    def __init__(self, config: AugmentConfig | dict | None = None, seed: int | None = None, **kw):
+        super().__init__(**kw)
+        if isinstance(config, dict):
+            config = AugmentConfig(**{**config, "erase_area": tuple(config["erase_area"])})
+        self.config = config or AugmentConfig()
+        self.seed = seed
+        self.seeds = keras.random.SeedGenerator(seed)
 
-def augment_batch(images: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
-    """Augment a float32 ``(B, 48, 48, 1)`` batch of 0..255 pixels."""
-    batch = tf.shape(images)[0]
-    images = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=_affine(batch, cfg),
-        output_shape=[INPUT_SIZE, INPUT_SIZE],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="REFLECT",
-    )
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-    contrast = tf.random.uniform((batch, 1, 1, 1), 1.0 - cfg.contrast, 1.0 + cfg.contrast)
-    shift = tf.random.uniform((batch, 1, 1, 1), -cfg.brightness, cfg.brightness) * 255.0
-    images = (images - mean) * contrast + mean + shift
-    if cfg.erase_prob > 0:
-        images = _random_erase(images, cfg.erase_prob)
-    return tf.clip_by_value(images, 0.0, 255.0)
+    def get_config(self) -> dict:
+        return {**super().get_config(), "config": asdict(self.config), "seed": self.seed}
 
+    def call(self, images, training=None):
+        if not training or not self.config.enabled:
+            return images
+        images = ops.cast(images, "float32")
+        batch = ops.shape(images)[0]
+        images = ops.image.affine_transform(
+            images, self._affine(batch), interpolation="bilinear", fill_mode="reflect"
+        )
+        images = self._photometric(images, batch)
+        if self.config.erase_prob > 0:
+            images = self._erase(images, batch)
+        return ops.clip(images, 0.0, 255.0)
 
-def _random_erase(images: tf.Tensor, prob: float) -> tf.Tensor:
-    """Replace one random box (10-30 % of the side) per chosen image by mid-grey."""
-    batch = tf.shape(images)[0]
-    side = tf.random.uniform((batch, 1, 1), 0.1, 0.3) * INPUT_SIZE
-    cx = tf.random.uniform((batch, 1, 1), 0.0, INPUT_SIZE)
-    cy = tf.random.uniform((batch, 1, 1), 0.0, INPUT_SIZE)
-    grid = tf.range(INPUT_SIZE, dtype=tf.float32)
-    inside_x = tf.abs(grid[None, None, :] - cx) < side / 2
-    inside_y = tf.abs(grid[None, :, None] - cy) < side / 2
-    chosen = tf.random.uniform((batch, 1, 1)) < prob
-    mask = tf.logical_and(tf.logical_and(inside_x, inside_y), chosen)[..., None]
-    return tf.where(mask, 128.0, images)
+    def _uniform(self, shape, low: float, high: float):
+        return keras.random.uniform(shape, low, high, seed=self.seeds)
 
+    def _affine(self, batch):
+        """Per-image output->input maps as the 8 projective coefficients of ``affine_transform``."""
+        cfg = self.config
+        theta = self._uniform((batch,), -1.0, 1.0) * math.radians(cfg.rotation_deg)
+        scale = 1.0 / self._uniform((batch,), 1.0 - cfg.scale, 1.0 + cfg.scale)
+        flip = ops.where(self._uniform((batch,), 0.0, 1.0) < 0.5, -1.0, 1.0) if cfg.flip else 1.0
+        tx = self._uniform((batch,), -cfg.translate, cfg.translate) * INPUT_SIZE
+        ty = self._uniform((batch,), -cfg.translate, cfg.translate) * INPUT_SIZE
+        cos, sin = ops.cos(theta) * scale, ops.sin(theta) * scale
+        # [a b; c d] = scale * R(theta) @ diag(flip, 1), about the image centre
+        a, b, c, d = cos * flip, -sin, sin * flip, cos
+        centre = (INPUT_SIZE - 1) / 2.0
+        a2 = centre - a * centre - b * centre + tx
+        b2 = centre - c * centre - d * centre + ty
+        zeros = ops.zeros_like(a)
+        return ops.stack([a, b, a2, c, d, b2, zeros, zeros], axis=1)
 
-def make_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int,
-    *,
-    training: bool,
-    augment: AugmentConfig | None = None,
-    sample_weights: np.ndarray | None = None,
-    seed: int = 0,
-) -> tf.data.Dataset:
-    """Batches of ``(float32 pixels (B,48,48,1), one-hot labels[, weights])``."""
-    tensors: tuple = (x[..., None], y)
-    if sample_weights is not None:
-        tensors = (*tensors, sample_weights[y].astype(np.float32))
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    if training:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    augment = augment if (training and augment and augment.enabled) else None
+    def _photometric(self, images, batch):
+        cfg = self.config
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        contrast = self._uniform((batch, 1, 1, 1), 1.0 - cfg.contrast, 1.0 + cfg.contrast)
+        shift = self._uniform((batch, 1, 1, 1), -cfg.brightness, cfg.brightness) * 255.0
+        return (images - mean) * contrast + mean + shift
 
-    def prepare(images, labels, *weights):
-        images = tf.cast(images, tf.float32)
-        if augment is not None:
-            images = augment_batch(images, augment)
-        return (images, tf.one_hot(labels, len(LABELS)), *weights)
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def measure_throughput(x: np.ndarray, y: np.ndarray, batch_size: int = 128, batches: int = 50):
-    """Images per second the augmented pipeline delivers on its own (no model)."""
-    import time
-
-    ds = make_dataset(x, y, batch_size, training=True, augment=AugmentConfig()).repeat()
-    it = iter(ds)
-    next(it)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * batch_size / (time.perf_counter() - start)
+    def _erase(self, images, batch):
+        """Random erasing: one box of 2-20 % of the area (aspect 0.3-3.3) filled with noise."""
+        low, high = self.config.erase_area
+        area = self._uniform((batch, 1, 1), low, high) * INPUT_SIZE * INPUT_SIZE
+        log_aspect = self._uniform((batch, 1, 1), math.log(0.3), math.log(1 / 0.3))
+        aspect = ops.exp(log_aspect)
+        height = ops.minimum(ops.sqrt(area * aspect), INPUT_SIZE)
+        width = ops.minimum(ops.sqrt(area / aspect), INPUT_SIZE)
+        top = self._uniform((batch, 1, 1), 0.0, 1.0) * (INPUT_SIZE - height)
+        left = self._uniform((batch, 1, 1), 0.0, 1.0) * (INPUT_SIZE - width)
+        grid = ops.arange(INPUT_SIZE, dtype="float32")
+        rows = (grid[None, :, None] >= top) & (grid[None, :, None] < top + height)
+        cols = (grid[None, None, :] >= left) & (grid[None, None, :] < left + width)
+        chosen = self._uniform((batch, 1, 1), 0.0, 1.0) < self.config.erase_prob
+        mask = ops.expand_dims(rows & cols & chosen, -1)
+        noise = self._uniform(ops.shape(images), 0.0, 255.0)
+        return ops.where(mask, noise, images)

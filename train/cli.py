@@ -40,13 +40,35 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="architecture (default emonet); see `emopi study --help`")
     p.add_argument("--out", help="parent folder for runs (default runs/)")
     p.add_argument("--name", help="run folder name (default ARCH-TIMESTAMP)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    p.add_argument("--epochs", type=int, help="epochs (default 70)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="batch size (default 128)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
-    p.add_argument("--schedule", choices=("cosine", "plateau"), help="LR schedule")
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    p.add_argument(
+        "--optimizer", choices=("sgd", "adam"), help="SGD with Nesterov (default) or AdamW"
+    )
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, help="default 5e-4")
+    p.add_argument("--schedule", choices=("cosine", "plateau"), help="LR schedule (default cosine)")
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, help="default 2")
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="default 0.1")
     p.add_argument("--class-weight", dest="class_weight", choices=("none", "balanced", "sqrt"))
-    p.add_argument("--patience", type=int, help="early-stopping patience, 0 = off (default 5)")
+    p.add_argument("--patience", type=int, help="early-stopping patience, 0 = off (default)")
+    p.add_argument(
+        "--teacher", metavar="MODEL", help="online distillation from a .keras teacher model"
+    )
+    p.add_argument(
+        "--teacher-logits",
+        dest="teacher_logits",
+        metavar="NPZ",
+        help="offline distillation from the teacher's log-probabilities (logprobs, files)",
+    )
+    p.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
+    p.add_argument(
+        "--distill-weight",
+        dest="distill_weight",
+        type=float,
+        help="weight of the teacher's soft loss, the rest on the labels (default 0.9)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--no-augment", action="store_true", help="disable augmentation")
     p.add_argument(
@@ -56,7 +78,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="start from the weights of a trained .keras model of the same architecture",
     )
     p.add_argument(
-        "--threads", type=int, help="TensorFlow threads (default: all cores; 1 runs 2 side by side)"
+        "--threads",
+        type=int,
+        help="TensorFlow threads (default: all cores; 1 runs 2 side by side); "
+        "set KERAS_BACKEND=jax or torch to train on an accelerator",
     )
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     p.set_defaults(handler=lazy("commands", "train_command"))

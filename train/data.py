@@ -40,6 +40,7 @@ class Faces:
     source: str
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    names: np.ndarray | None = None  # (N,) file names where the source has them (folders)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -73,7 +74,13 @@ class _Problems:
             log.warning("skipped %d bad item(s) in %s", len(self.messages), what)
 
 
-def _faces(images: list[np.ndarray], labels: list[int], source: str, problems: _Problems) -> Faces:
+def _faces(
+    images: list[np.ndarray],
+    labels: list[int],
+    source: str,
+    problems: _Problems,
+    names: list[str] | None = None,
+) -> Faces:
     if not images:
         detail = f": {problems.messages[0]}" if problems.messages else ""
         raise EmopiError(f"no usable images in {source}{detail}")
@@ -84,6 +91,7 @@ def _faces(images: list[np.ndarray], labels: list[int], source: str, problems: _
         source,
         len(problems.messages),
         problems.messages,
+        np.asarray(names) if names is not None else None,
     )
 
 
@@ -177,6 +185,7 @@ def load_folder(root: str | Path) -> Faces:
         raise EmopiError(f"data folder {root} has no class folders (expected e.g. {root}/happy/)")
     images: list[np.ndarray] = []
     labels: list[int] = []
+    names: list[str] = []
     problems = _Problems()
     for class_dir in class_dirs:
         label = canonical_label(class_dir.name)
@@ -194,7 +203,8 @@ def load_folder(root: str | Path) -> Faces:
                 continue
             images.append(prepare_face(image))
             labels.append(LABELS.index(label))
-    return _faces(images, labels, str(root), problems)
+            names.append(f"{class_dir.name}/{file.name}")
+    return _faces(images, labels, str(root), problems, names)
 
 
 def load_tree(root: str | Path) -> dict[str, Faces]:
@@ -222,6 +232,8 @@ def save_npz(path: str | Path, splits: dict[str, Faces]) -> Path:
         arrays[f"{split}_x"], arrays[f"{split}_y"] = faces.x, faces.y
         arrays[f"{split}_source"] = np.array(faces.source)
         arrays[f"{split}_skipped"] = np.array(faces.skipped)
+        if faces.names is not None:
+            arrays[f"{split}_names"] = faces.names
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)  # atomic: an interrupted write never leaves a half cache
@@ -243,7 +255,10 @@ def load_npz(path: str | Path) -> dict[str, Faces]:
                 raise EmopiError(f"cache {path}: split {split} has shape {x.shape}, not N×48×48")
             source = str(data[f"{split}_source"]) if f"{split}_source" in data.files else str(path)
             skipped = int(data[f"{split}_skipped"]) if f"{split}_skipped" in data.files else 0
-            splits[split] = Faces(x.astype(np.uint8), y.astype(np.int64), source, skipped)
+            names = data[f"{split}_names"] if f"{split}_names" in data.files else None
+            splits[split] = Faces(
+                x.astype(np.uint8), y.astype(np.int64), source, skipped, names=names
+            )
     if not splits:
         raise EmopiError(f"cache {path} holds no splits")
     return splits
@@ -267,7 +282,7 @@ def load_data(spec: str | Path, cache_dir: str | Path | None = None) -> dict[str
         raise EmopiError(f"data {path} does not exist")
     if path.suffix == ".npz":
         return load_npz(path)
-    cache = Path(cache_dir) / f"faces-{_fingerprint(path)}.npz" if cache_dir else None
+    cache = Path(cache_dir) / f"faces-v2-{_fingerprint(path)}.npz" if cache_dir else None
     if cache and cache.is_file():
         log.info("using cached faces %s", cache)
         return load_npz(cache)

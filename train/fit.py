@@ -33,20 +33,29 @@ log = logging.getLogger("emopi.train")
 
 @dataclass
 class TrainConfig:
+    """Every setting of a run; the defaults are the recipe the shipped models were trained with."""
+
     data: str
     arch: str = "emonet"
     out: str = "runs"
     name: str = ""
-    epochs: int = 30
+    epochs: int = 70
     batch_size: int = 128
-    lr: float = 1e-3
-    schedule: str = "cosine"  # cosine | plateau
-    warmup_epochs: int = 1
+    optimizer: str = "sgd"  # sgd (Nesterov) | adam
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine (to 0 after warm-up) | plateau
+    warmup_epochs: int = 2
     label_smoothing: float = 0.1
     class_weight: str = "sqrt"  # none | balanced | sqrt (square root of balanced)
-    patience: int = 5  # early stopping on val accuracy; 0 disables it
+    patience: int = 0  # early stopping on val accuracy; 0 runs the whole schedule
     seed: int = 1234
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    teacher: str = ""  # .keras teacher for online distillation (sees the same augmented batch)
+    teacher_logits: str = ""  # .npz of teacher log-probabilities for offline distillation
+    temperature: float = 4.0
+    distill_weight: float = 0.9  # weight of the soft (teacher) loss; 1 - this on the labels
     cache_dir: str = "runs/cache"
     val_fraction: float = 0.1  # used only when the data has no val split
     init_from: str = ""  # .keras model of the same architecture to start from (warm start)
@@ -55,9 +64,19 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: Path) -> TrainConfig:
         raw = json.loads(path.read_text())
-        raw["augment"] = AugmentConfig(**raw.get("augment", {}))
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise EmopiError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        augment = raw.get("augment", {})
+        augment_known = {f.name for f in fields(AugmentConfig)}
+        if set(augment) - augment_known:
+            bad = ", ".join(sorted(set(augment) - augment_known))
+            raise EmopiError(f"{path}: unknown augment setting(s) {bad}")
+        if "erase_area" in augment:
+            augment["erase_area"] = tuple(augment["erase_area"])
+        raw["augment"] = AugmentConfig(**augment)
+        return cls(**raw)
 
 
 def seed_everything(seed: int) -> None:
@@ -97,21 +116,25 @@ def split_data(splits: dict[str, Faces], val_fraction: float, seed: int) -> tupl
         val_idx.extend(idx[: max(1, round(len(idx) * val_fraction))] if len(idx) > 1 else [])
     mask = np.zeros(len(train), bool)
     mask[val_idx] = True
-    return (
-        Faces(train.x[~mask], train.y[~mask], train.source),
-        Faces(train.x[mask], train.y[mask], f"{train.source} (held-out {val_fraction:.0%})"),
-    )
+    names = train.names
+
+    def part(keep: np.ndarray, source: str) -> Faces:
+        kept = None if names is None else names[keep]
+        return Faces(train.x[keep], train.y[keep], source, names=kept)
+
+    return part(~mask, train.source), part(mask, f"{train.source} (held-out {val_fraction:.0%})")
 
 
 def versions() -> dict[str, str]:
     import keras
-    import tensorflow as tf
+
+    from emopi.train.backend import backend_info
 
     return {
         "emopi": __version__,
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        **backend_info(),
         "numpy": np.__version__,
         "machine": platform.machine(),
         "processor": platform.processor(),
@@ -128,12 +151,24 @@ def _schedule(cfg: TrainConfig, steps_per_epoch: int):
         raise EmopiError(f"unknown schedule {cfg.schedule!r}; choose cosine or plateau")
     warmup = cfg.warmup_epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr / 10 if warmup else cfg.lr,
+        initial_learning_rate=cfg.lr / 100 if warmup else cfg.lr,
         decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup),
-        alpha=0.01,
+        alpha=0.0,
         warmup_target=cfg.lr if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = _schedule(cfg, steps_per_epoch)
+    wd = cfg.weight_decay or None
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    raise EmopiError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
 
 
 def _file_logger(run: Path) -> logging.Handler:
@@ -146,43 +181,46 @@ def _file_logger(run: Path) -> logging.Handler:
     return handler
 
 
-def _callbacks(cfg: TrainConfig, run: Path) -> list:
+def _callbacks(cfg: TrainConfig, run: Path, student, val: Faces) -> list:
     import keras
 
-    class EpochLog(keras.callbacks.Callback):
-        """One line per epoch in train.log, so `tail -f` shows progress."""
+    class Validate(keras.callbacks.Callback):
+        """Scores the deployable model on val, saves it, and logs one line per epoch.
+
+        It runs first, so ``val_accuracy`` is in the logs the other callbacks see.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            best = run / "best.json"
+            self.best = json.loads(best.read_text())["val_accuracy"] if best.is_file() else -1.0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            logs = logs if logs is not None else {}
+            probs = predict_probs(student, val.x)
+            logs["val_accuracy"] = float((probs.argmax(axis=1) == val.y).mean())
+            logs["val_loss"] = float(-np.log(probs[np.arange(len(val)), val.y] + 1e-7).mean())
+            student.save(run / "last.keras")
+            if logs["val_accuracy"] > self.best:
+                self.best = logs["val_accuracy"]
+                student.save(run / "best.keras")
+                best = {"epoch": epoch + 1, "val_accuracy": self.best}
+                (run / "best.json").write_text(json.dumps(best))
             parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if isinstance(v, float))
-            log.info(
-                "epoch %d/%d %s (%.0fs)",
-                epoch + 1,
-                cfg.epochs,
-                parts,
-                time.monotonic() - self.start,
-            )
+            seconds = time.monotonic() - self.start
+            log.info("epoch %d/%d %s (%.0fs)", epoch + 1, cfg.epochs, parts, seconds)
 
     callbacks = [
+        Validate(),
         keras.callbacks.BackupAndRestore(str(run / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run / "last.keras")),
-        keras.callbacks.ModelCheckpoint(
-            str(run / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True
-        ),
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
-        EpochLog(),
     ]
     if cfg.patience > 0:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy",
-                mode="max",
-                patience=cfg.patience,
-                restore_best_weights=True,
-            )
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
         )
     if cfg.schedule == "plateau":
         callbacks.append(
@@ -202,13 +240,40 @@ def new_run_dir(cfg: TrainConfig) -> Path:
     return run
 
 
+def _inputs(cfg: TrainConfig, faces: Faces) -> dict[str, np.ndarray]:
+    """The trained model's inputs: the faces, plus the teacher's soft labels when offline."""
+    from emopi.train.distill import load_teacher_logprobs
+
+    inputs = {"face": faces.x[..., None].astype(np.float32)}
+    if cfg.teacher_logits:
+        if faces.names is None:
+            raise EmopiError(
+                "--teacher-logits needs image file names: train from a class-folder tree"
+            )
+        inputs["teacher_logprobs"] = load_teacher_logprobs(cfg.teacher_logits, faces.names)
+    return inputs
+
+
+def _teacher(cfg: TrainConfig):
+    if not cfg.teacher:
+        return None
+    import keras
+
+    path = Path(cfg.teacher)
+    if path.suffix != ".keras" or not path.is_file():
+        raise EmopiError(f"--teacher {path}: not a .keras model file")
+    return keras.models.load_model(path)
+
+
 def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
     """Train (or resume) the run in ``run``; returns the final val metrics."""
     import keras
 
-    from emopi.train.augment import make_dataset
+    from emopi.train.distill import DistillLoss, student_accuracy, training_model
     from emopi.train.models import build
 
+    if cfg.teacher and cfg.teacher_logits:
+        raise EmopiError("pass --teacher or --teacher-logits, not both")
     handler = _file_logger(run)
     try:
         _set_threads(cfg.threads)
@@ -221,41 +286,43 @@ def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
         (run / "data.json").write_text(
             json.dumps({"train": train_faces.summary(), "val": val_faces.summary()}, indent=2)
         )
+        inputs = _inputs(cfg, train_faces)
+        labels = keras.utils.to_categorical(train_faces.y, len(LABELS))
         weights = class_weights(train_faces.y, cfg.class_weight)
-        train_ds = make_dataset(
-            train_faces.x,
-            train_faces.y,
-            cfg.batch_size,
-            training=True,
-            augment=cfg.augment,
-            sample_weights=weights,
-            seed=cfg.seed,
-        )
-        val_ds = make_dataset(val_faces.x, val_faces.y, 256, training=False)
-        steps = int(np.ceil(len(train_faces) / cfg.batch_size))
-        model = build(cfg.arch)
+
+        student = build(cfg.arch)
         if cfg.init_from:
-            _warm_start(model, Path(cfg.init_from))
-        model.compile(
-            optimizer=keras.optimizers.Adam(_schedule(cfg, steps)),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"],
+            _warm_start(student, Path(cfg.init_from))
+        trainer = training_model(
+            student, cfg.augment, cfg.seed, _teacher(cfg), soft_labels=bool(cfg.teacher_logits)
+        )
+        steps = int(np.ceil(len(train_faces) / cfg.batch_size))
+        trainer.compile(
+            optimizer=_optimizer(cfg, steps),
+            loss=DistillLoss(cfg.temperature, cfg.distill_weight, cfg.label_smoothing),
+            metrics=[student_accuracy],
         )
         log.info(
-            "training %s (%d params) on %d faces, validating on %d, run %s",
+            "training %s (%d params) on %d faces%s, validating on %d, run %s",
             cfg.arch,
-            model.count_params(),
+            student.count_params(),
             len(train_faces),
+            " distilled from " + (cfg.teacher or cfg.teacher_logits)
+            if cfg.teacher or cfg.teacher_logits
+            else "",
             len(val_faces),
             run,
         )
         start = time.monotonic()
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
+        trainer.fit(
+            inputs,
+            labels,
+            sample_weight=None if weights is None else weights[train_faces.y],
+            batch_size=cfg.batch_size,
             epochs=cfg.epochs,
+            shuffle=True,
             verbose=verbose,
-            callbacks=_callbacks(cfg, run),
+            callbacks=_callbacks(cfg, run, student, val_faces),
         )
         minutes = (time.monotonic() - start) / 60
         best = keras.models.load_model(run / "best.keras")
@@ -271,7 +338,9 @@ def train(cfg: TrainConfig, run: Path, verbose: int = 2) -> dict:
 
 def _set_threads(threads: int) -> None:
     """Pin TensorFlow's op threads, e.g. to run two trainings side by side on 2 cores."""
-    if threads <= 0:
+    import keras
+
+    if threads <= 0 or keras.backend.backend() != "tensorflow":
         return
     import tensorflow as tf
 

@@ -2,7 +2,8 @@
 
 All models take ``(48, 48, 1)`` float pixels in 0..255 and start with ``Rescaling(1/255)``,
 so the int8 input quantisation is the identity ``q = pixel - 128`` and the Pi feeds raw
-pixels. They end in a softmax over :data:`emopi.edge.contract.LABELS`.
+pixels. They end in a ``logits`` layer and a softmax named ``probs`` over
+:data:`emopi.edge.contract.LABELS`; distillation trains on the logits (:func:`logits_model`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ def _input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
     return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
 
 
+def _classes(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Class logits, then the softmax the deployed model outputs."""
+    logits = layers.Dense(NUM_CLASSES, name="logits")(x)
+    return layers.Softmax(name="probs")(logits)
+
+
 def _head(x: keras.KerasTensor, dropout: float) -> keras.KerasTensor:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    return layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
+    return _classes(x)
 
 
 def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, separable: bool = False):
@@ -51,8 +58,7 @@ def cnn_depth(depth: int) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probs")(x)
-    return keras.Model(inputs, outputs, name=f"cnn-depth{depth}")
+    return keras.Model(inputs, _classes(x), name=f"cnn-depth{depth}")
 
 
 def seq_cnn() -> keras.Model:
@@ -73,7 +79,8 @@ def seq_cnn() -> keras.Model:
             layers.Flatten(),
             layers.Dense(1024, activation="relu"),
             layers.Dropout(0.5),
-            layers.Dense(NUM_CLASSES, activation="softmax", name="probs"),
+            layers.Dense(NUM_CLASSES, name="logits"),
+            layers.Softmax(name="probs"),
         ],
         name="seq-cnn",
     )
@@ -93,7 +100,7 @@ def mini_xception() -> keras.Model:
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
         x = layers.Add()([x, residual])
     x = layers.Conv2D(NUM_CLASSES, 3, padding="same")(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name="logits")(x)
     outputs = layers.Softmax(name="probs")(x)
     return keras.Model(inputs, outputs, name="mini-xception")
 
@@ -112,24 +119,55 @@ def mobilenet_tiny() -> keras.Model:
     return keras.Model(inputs, _head(x, 0.3), name="mobilenet-tiny")
 
 
-def emonet() -> keras.Model:
-    """emopi's compact net (~384k params, ~0.4 MB int8).
+def emonet(width: float = 1.0, name: str = "emonet") -> keras.Model:
+    """emopi's compact net (~384k params, 68 M mult-adds, ~0.4 MB int8 at width 1).
 
     Full convolutions where the resolution is low enough to afford them, separable ones at
     6x6 where channels are wide. One conv at 48x48 only: on a 2-core CPU a second 32-channel
-    conv at full resolution halves training speed for little accuracy.
+    conv at full resolution halves training speed for little accuracy. ``width`` scales every
+    layer's channels; half width costs a quarter of the mult-adds.
     """
+
+    def ch(filters: int) -> int:
+        return max(8, round(filters * width))
+
     inputs, x = _input()
-    x = _conv_bn(x, 32)
+    x = _conv_bn(x, ch(32))
     x = layers.MaxPooling2D()(x)
     for filters in (64, 128):
-        x = _conv_bn(x, filters)
-        x = _conv_bn(x, filters)
+        x = _conv_bn(x, ch(filters))
+        x = _conv_bn(x, ch(filters))
         x = layers.MaxPooling2D()(x)
         x = layers.SpatialDropout2D(0.1)(x)
-    x = _conv_bn(x, 256, separable=True)
-    x = _conv_bn(x, 256, separable=True)
-    return keras.Model(inputs, _head(x, 0.4), name="emonet")
+    x = _conv_bn(x, ch(256), separable=True)
+    x = _conv_bn(x, ch(256), separable=True)
+    return keras.Model(inputs, _head(x, 0.4), name=name)
+
+
+def resnet18() -> keras.Model:
+    """The distillation teacher: ResNet-18 adapted to 48x48 (11.2 M params, 1.25 G mult-adds).
+
+    A 3x3 stem with stride 1 and no max-pool keeps the small faces' resolution; four stages
+    of two basic blocks with 64/128/256/512 channels, each later stage halving the size.
+    """
+    inputs, x = _input()
+    x = _conv_bn(x, 64)
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = _basic_block(x, filters, strides)
+    return keras.Model(inputs, _head(x, 0.0), name="resnet18")
+
+
+def _basic_block(x, filters: int, strides: int):
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+    y = _conv_bn(x, filters, strides=strides)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = layers.BatchNormalization()(y)
+    return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
 ARCHITECTURES: dict[str, Builder] = {
@@ -138,6 +176,8 @@ ARCHITECTURES: dict[str, Builder] = {
     "mini-xception": mini_xception,
     "mobilenet-tiny": mobilenet_tiny,
     "emonet": emonet,
+    "emonet-small": lambda: emonet(0.5, name="emonet-small"),
+    "resnet18": resnet18,
 }
 
 
@@ -149,6 +189,15 @@ def build(name: str) -> keras.Model:
             f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}"
         ) from None
     return builder()
+
+
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same network (shared weights) ending at its pre-softmax ``logits`` layer."""
+    try:
+        logits = model.get_layer("logits").output
+    except ValueError:
+        raise EmopiError(f"model {model.name!r} has no 'logits' layer to distil through") from None
+    return keras.Model(model.inputs, logits, name=f"{model.name}-logits")
 
 
 def with_flip_tta(model: keras.Model) -> keras.Model:
