@@ -174,7 +174,7 @@ class ArraySource:
         import cv2
         import numpy as np
 
-        from emopi.edge.sources import Frame
+        from emopi.edge.vision.sources import Frame
 
         base = time.monotonic()
         for n, i in enumerate(range(self.start, self.start + self.count)):
@@ -186,9 +186,9 @@ class EmopiSide:
     """emopi's real pipeline (fresh tracker per round, model loaded once), one thread."""
 
     def __init__(self, name: str, frames: Any, model: str | None, detect_every: int) -> None:
-        from emopi.edge.classify import Classifier
         from emopi.edge.config import Config
         from emopi.edge.pipeline import model_path
+        from emopi.edge.vision.classify import Classifier
 
         self.name, self.frames = name, frames
         self.cfg = Config()
@@ -201,7 +201,7 @@ class EmopiSide:
         self.classifier = Classifier(model_path(self.cfg), threads=1)
 
     def run(self, start: int, count: int) -> dict[str, Any]:
-        from emopi.edge.bench import NullSink
+        from emopi.edge.bench.probes import NullSink
         from emopi.edge.pipeline import build_pipeline
 
         class Observer:
@@ -251,7 +251,7 @@ def decode(video: Path, limit: int | None) -> Any:
 
 
 def side_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    from emopi.edge.bench import summarize
+    from emopi.edge.bench.probes import summarize
 
     latency = [t for r in rounds for t in r["latency_s"]]
     frames = len(latency)
@@ -288,7 +288,7 @@ def ratios(summary: dict[str, Any], results: dict[str, list[dict[str, Any]]]) ->
 def run_comparison(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from emopi.edge.bench import machine_facts
+    from emopi.edge.bench.machine import machine_facts
 
     frames = decode(Path(args.video), args.frames)
     count = len(frames)

@@ -144,7 +144,7 @@ import time
 t = time.perf_counter()
 import numpy as np, cv2
 from ai_edge_litert.interpreter import Interpreter
-from emopi.edge.haar import find_cascade
+from emopi.edge.vision.haar import find_cascade
 from emopi.edge.models import DEFAULT_MODEL
 print(f"imports {time.perf_counter() - t:.1f} s")
 gray = np.zeros((240, 320), np.uint8)

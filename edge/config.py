@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.mqtt_settings import PASSWORD_ENV, MqttSettings
+from emopi.edge.mqtt.settings import PASSWORD_ENV, MqttSettings
 
 if sys.version_info >= (3, 11):
     import tomllib

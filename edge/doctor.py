@@ -1,8 +1,7 @@
-"""`emopi doctor`: what this machine has and lacks for each role, with a fix for each gap."""
+"""What this machine has and lacks for each role, with a fix for each gap (`emopi doctor`)."""
 
 from __future__ import annotations
 
-import argparse
 import glob
 import importlib.util
 import os
@@ -110,7 +109,7 @@ def check_opencv() -> list[Check]:
             f"{cv2.__version__} has no Haar cascades",
             "pip install 'opencv-python-headless<5'",
         )
-    from emopi.edge.haar import find_cascade
+    from emopi.edge.vision.haar import find_cascade
 
     try:
         checks.append(Check("edge", "haar cascade", OK, str(find_cascade())))
@@ -124,13 +123,15 @@ def check_opencv() -> list[Check]:
                 "pip install 'opencv-python-headless<5' or apt install opencv-data",
             )
         )
-    gui = "GTK" in cv2.getBuildInformation().split("GUI:")[-1][:400]
+    from emopi.edge.service.display import gui_available
+
+    gui, why = gui_available()
     checks.append(
         Check(
             "edge",
             "preview window",
             OK if gui else WARN,
-            "GUI OpenCV" if gui else "headless OpenCV: no --preview window",
+            f"GUI OpenCV ({why})" if gui else f"no --preview window: {why}",
             "use --annotate FILE.mp4, or apt install python3-opencv for a window",
         )
     )
@@ -221,31 +222,3 @@ def run_checks(broker: str) -> list[Check]:
     checks += [probe() for probe in probes]
     checks.append(check_broker(host or "localhost", int(port or 1883)))
     return checks
-
-
-def _doctor(args: argparse.Namespace) -> int:
-    checks = run_checks(args.broker)
-    for check in checks:
-        print(check.line())
-    required = {"edge": {"all", "edge"}, "train": {"all", "train", "edge"}}.get(args.role, set())
-    failed = [c for c in checks if c.status == MISSING and c.role in required]
-    return 1 if args.strict and failed else 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="Check what this machine has and lacks for each role.",
-        description="Check what this machine has and lacks for each role, with a fix per gap.",
-    )
-    p.add_argument("--broker", default="localhost:1883", help="MQTT broker HOST:PORT to probe")
-    p.add_argument(
-        "--role",
-        choices=("edge", "train"),
-        default="edge",
-        help="role whose requirements --strict enforces (default: edge)",
-    )
-    p.add_argument(
-        "--strict", action="store_true", help="exit 1 when something the role needs is missing"
-    )
-    p.set_defaults(handler=_doctor)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 EventType = Literal["new", "update", "end"]
+#: The stages whose per-frame durations a :class:`FrameObserver` receives (plus ``total``).
+STAGES = ("capture", "detect", "track", "classify", "smooth", "publish")
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from emopi.edge.classify import Classifier
 from emopi.edge.config import Config
-from emopi.edge.detect import HaarDetector
 from emopi.edge.errors import EmopiError
 from emopi.edge.events import EmotionEvent, FaceState, FrameObserver, SceneState, Sink
-from emopi.edge.smooth import Smoother
-from emopi.edge.sources import Frame, FrameSource
-from emopi.edge.track import Track, Tracker, TrackUpdate
+from emopi.edge.vision.classify import Classifier
+from emopi.edge.vision.detect import HaarDetector
+from emopi.edge.vision.smooth import Smoother
+from emopi.edge.vision.sources import Frame, FrameSource
+from emopi.edge.vision.track import Track, Tracker, TrackUpdate
 
 log = logging.getLogger("emopi.pipeline")
-
-STAGES = ("capture", "detect", "track", "classify", "smooth", "publish")
 
 
 @dataclass(frozen=True)
@@ -445,21 +443,3 @@ def build_pipeline(
         viewers=viewers,
         tickers=tickers,
     )
-
-
-def draw_faces(image: np.ndarray, faces: list[FaceView]) -> np.ndarray:
-    """Boxes and labels on a BGR copy of ``image`` (gray images are converted)."""
-    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
-    for face in faces:
-        x, y, w, h = face.box
-        color = (0, 200, 0) if face.emotion else (0, 200, 255)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-        label = (
-            f"#{face.track_id} {face.emotion} {face.confidence:.0%}"
-            if face.emotion
-            else (f"#{face.track_id} ...")
-        )
-        cv2.putText(
-            out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA
-        )
-    return out

@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from emopi.edge.contract import LABELS
 from emopi.edge.events import EmotionEvent
-from emopi.edge.mqtt_settings import MqttSettings
-from emopi.edge.publisher import MqttSink
+from emopi.edge.mqtt.settings import MqttSettings
+from emopi.edge.mqtt.sink import MqttSink
 
 DEVICE = "testpi"
 EMOTIONS = ("happy", "sad", "neutral", "surprise")

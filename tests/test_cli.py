@@ -29,7 +29,7 @@ def test_each_subcommand_has_help():
 
 def test_importing_edge_never_imports_tensorflow():
     imports = (
-        "import emopi.edge, emopi.edge.contract, emopi.edge.cli, emopi.edge.doctor\n"
+        "import emopi.edge, emopi.edge.contract, emopi.edge.cli, emopi.edge.cli.doctor\n"
         "from emopi.edge.cli import build_parser; build_parser()"
     )
     assert modules_loaded(imports, ("tensorflow", "keras")) == []

@@ -39,6 +39,11 @@ def test_wheel_has_one_import_root(wheel):
     roots = {n.split("/")[0] for n in names if not n.startswith("emopi-")}
     assert roots == {"emopi"}
     assert "emopi/edge/contract.py" in names and "emopi/train/cli.py" in names
+    # every sub-package of the runtime ships, and the workstation's deploy tool sits outside it
+    for package in ("vision", "vision/sources", "mqtt", "service", "cli", "bench"):
+        assert f"emopi/edge/{package}/__init__.py" in names, package
+    assert "emopi/tools/deploy.py" in names
+    assert not any(n.startswith("emopi/edge/") and "deploy" in n for n in names)
     assert "emopi/__init__.py" not in names  # a namespace: edge and train are separate dirs
     assert not any(n.startswith(("edge/", "train/", "tests/")) for n in names)
 
@@ -51,6 +56,7 @@ def test_wheel_ships_the_model_and_entry_points(wheel):
     ep = next(n for n in names if n.endswith("entry_points.txt"))
     text = zf.read(ep).decode()
     assert "emopi = emopi.edge.cli:main" in text and "emopi.train.cli:register" in text
+    assert "deploy = emopi.tools.deploy:register" in text
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
@@ -71,7 +77,7 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
         )
 
     assert cli("--version").stdout.startswith("emopi ")
-    assert "quantize" in cli("--help").stdout
+    assert all(name in cli("--help").stdout for name in ("quantize", "deploy", "run", "bench"))
     doctor = cli("doctor", "--broker", "127.0.0.1:1")
     assert doctor.returncode == 0, doctor.stderr
     assert any(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from emopi.edge.classify import Classifier
 from emopi.edge.contract import LABELS, prepare_face
 from emopi.edge.models import DEFAULT_MODEL
+from emopi.edge.vision.classify import Classifier
 
 #: Majority-class baseline on FER-2013 val is 24.9 % (happy); the shipped model must beat
 #: it by far. The measured figure is in MODEL_CARD.md.

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from emopi.edge import __version__
-from emopi.edge.classify import TFLiteModel
 from emopi.edge.contract import (
     LABELS,
     ModelMetadata,
@@ -32,6 +31,7 @@ from emopi.edge.contract import (
     write_metadata,
 )
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.classify import TFLiteModel
 from emopi.train.data import Faces
 
 

@@ -101,7 +101,7 @@ def _keras_model(path: Path, run: Path | None) -> EvalModel:
 
 
 def _tflite_model(path: Path) -> EvalModel:
-    from emopi.edge.classify import TFLiteModel
+    from emopi.edge.vision.classify import TFLiteModel
 
     info: dict[str, Any] = {}
     if path.with_suffix(".json").is_file():  # the sidecar, validated against the model's sha256

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from helpers import modules_loaded, run_cli
 
-from emopi.edge import bench
+from emopi.edge.bench import machine, probes, runs
+from emopi.edge.bench.report import SCHEMA
+from emopi.edge.cli import bench as bench_cli
+from emopi.edge.errors import EmopiError
 
 STAGES = ("capture", "detect", "track", "classify", "smooth", "publish")
 MACHINE_KEYS = (
@@ -40,7 +43,7 @@ def run_bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def load_report(out: Path, proc: subprocess.CompletedProcess) -> dict:
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "bench.json").read_text())
-    assert report["schema"] == bench.SCHEMA and report["tool"] == "emopi bench"
+    assert report["schema"] == SCHEMA and report["tool"] == "emopi bench"
     for key in MACHINE_KEYS:
         assert key in report["machine"], key
     assert report["machine"]["cores"] >= 1 and report["machine"]["python"].startswith("3.")
@@ -94,7 +97,7 @@ def test_synthetic_needs_no_camera_and_no_video(tmp_path: Path):
     assert run["iterations"] == 50
     check_summary(run["preprocess_per_face_ms"], 50)
     batches = run["variants"]["int8"]["batches"]
-    assert sorted(batches, key=int) == [str(b) for b in bench.SYNTHETIC_BATCHES]
+    assert sorted(batches, key=int) == [str(b) for b in runs.SYNTHETIC_BATCHES]
     for batch in batches.values():
         check_summary(batch["invoke_ms"], 50)
         assert batch["faces_per_s"] > 0
@@ -197,34 +200,34 @@ def test_unreadable_video_is_a_clear_error(tmp_path: Path):
 def test_bench_module_imports_only_the_stdlib():
     """`emopi --help` and `emopi doctor` must work without the edge extra."""
     heavy = ("numpy", "cv2", "ai_edge_litert", "paho", "amqtt")
-    assert modules_loaded("import emopi.edge.bench", heavy) == []
+    assert modules_loaded("import emopi.edge.cli.bench, emopi.edge.bench.runs", heavy) == []
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def test_summarize_orders_percentiles_in_milliseconds():
-    s = bench.summarize([0.001 * i for i in range(1, 101)])
+    s = probes.summarize([0.001 * i for i in range(1, 101)])
     assert s["n"] == 100 and s["max"] == pytest.approx(100.0)
     assert s["p50"] == pytest.approx(50.5) and s["p99"] == pytest.approx(99.01)
-    assert bench.summarize([]) == {"n": 0}
+    assert probes.summarize([]) == {"n": 0}
 
 
 def test_parse_sweep_and_broker():
-    assert bench.parse_sweep("threads=1,2,4") == ("threads", [1, 2, 4])
-    assert bench.parse_sweep("detect-width=240, 320") == ("detect-width", [240, 320])
-    with pytest.raises(bench.EmopiError, match="integers"):
-        bench.parse_sweep("threads=one")
-    assert bench.parse_broker("none") == "none" and bench.parse_broker("EMBEDDED") == "embedded"
-    assert bench.parse_broker("broker.lan:8883") == ("broker.lan", 8883)
-    assert bench.parse_broker("broker.lan") == ("broker.lan", 1883)
-    with pytest.raises(bench.EmopiError):
-        bench.parse_broker("broker.lan:70000")
+    assert bench_cli.parse_sweep("threads=1,2,4") == ("threads", [1, 2, 4])
+    assert bench_cli.parse_sweep("detect-width=240, 320") == ("detect-width", [240, 320])
+    with pytest.raises(EmopiError, match="integers"):
+        bench_cli.parse_sweep("threads=one")
+    assert runs.parse_broker("none") == "none" and runs.parse_broker("EMBEDDED") == "embedded"
+    assert runs.parse_broker("broker.lan:8883") == ("broker.lan", 8883)
+    assert runs.parse_broker("broker.lan") == ("broker.lan", 1883)
+    with pytest.raises(EmopiError):
+        runs.parse_broker("broker.lan:70000")
 
 
 def test_float_sibling_is_the_quantisers_name():
     path = Path("/m/emopi-fer-int8.tflite")
-    assert bench.float_sibling(path) == Path("/m/emopi-fer-int8-float32.tflite")
+    assert runs.float_sibling(path) == Path("/m/emopi-fer-int8-float32.tflite")
 
 
 def test_progress_only_on_a_terminal():
@@ -234,7 +237,7 @@ def test_progress_only_on_a_terminal():
 
     tty, pipe = Tty(), io.StringIO()
     for stream in (tty, pipe):
-        bar = bench.Progress(10, "bench", stream)
+        bar = runs.Progress(10, "bench", stream)
         for i in range(1, 11):
             bar.update(i)
         bar.close()
@@ -244,8 +247,8 @@ def test_progress_only_on_a_terminal():
 
 def test_cpu_model_names_a_raspberry_pi_core(monkeypatch):
     cpuinfo = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\nModel\t: Raspberry Pi 4\n"
-    monkeypatch.setattr(bench, "_read", lambda path: cpuinfo if path == "/proc/cpuinfo" else None)
-    assert bench.cpu_model().startswith("Cortex-A72")
+    monkeypatch.setattr(machine, "_read", lambda path: cpuinfo if path == "/proc/cpuinfo" else None)
+    assert machine.cpu_model().startswith("Cortex-A72")
 
 
 def test_recorder_skips_warmup_and_times_live_frames_from_capture():
@@ -256,11 +259,11 @@ def test_recorder_skips_warmup_and_times_live_frames_from_capture():
         last_ts = 0.0
 
     class Classifier:
-        def take(self) -> bench.FrameClassify:
-            return bench.FrameClassify(faces=2, prep=0.002, invoke={"int8": 0.004})
+        def take(self) -> probes.FrameClassify:
+            return probes.FrameClassify(faces=2, prep=0.002, invoke={"int8": 0.004})
 
-    sink, source = bench.CountingSink(bench.NullSink()), Source()
-    recorder = bench.Recorder(2, ["int8"], Classifier(), sink, source, live=True)
+    sink, source = probes.CountingSink(probes.NullSink()), Source()
+    recorder = probes.Recorder(2, ["int8"], Classifier(), sink, source, live=True)
     timings = {"capture": 0.030, "track": 0.001, "classify": 0.0065, "publish": 0.0, "total": 0.04}
     for _ in range(5):
         source.last_ts = time.time() - 0.050  # the grabber got the frame 50 ms ago
@@ -285,5 +288,5 @@ def test_without_the_edge_extra_is_one_clear_line(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_cv2)
-    with pytest.raises(bench.EmopiError, match=r"edge extra \(cv2.*pip install 'emopi\[edge\]'"):
-        bench.require_edge()
+    with pytest.raises(EmopiError, match=r"edge extra \(cv2.*pip install 'emopi\[edge\]'"):
+        bench_cli.require_edge()

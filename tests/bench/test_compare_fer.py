@@ -27,7 +27,7 @@ def compare_fer():
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    from emopi.edge.sources import DemoSource
+    from emopi.edge.vision.sources import DemoSource
 
     demo = DemoSource(size=(320, 240), realtime=False, frames=12)
     demo.open()

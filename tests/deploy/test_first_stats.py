@@ -13,7 +13,7 @@ from helpers import free_port
 
 paho = pytest.importorskip("paho.mqtt.client")
 
-from emopi.edge.deploy import wait_first_stats  # noqa: E402
+from emopi.tools.deploy import wait_first_stats  # noqa: E402
 
 
 @pytest.fixture

@@ -130,7 +130,7 @@ except PermissionError:
     pass
 import numpy as np, cv2
 from ai_edge_litert.interpreter import Interpreter
-from emopi.edge.haar import find_cascade
+from emopi.edge.vision.haar import find_cascade
 from emopi.edge.models import DEFAULT_MODEL
 gray = np.zeros((240, 320), np.uint8)
 cv2.CascadeClassifier(str(find_cascade())).detectMultiScale(gray, 1.1, 5)

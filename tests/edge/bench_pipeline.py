@@ -17,8 +17,8 @@ from pathlib import Path
 
 from emopi.edge.config import Config
 from emopi.edge.pipeline import build_pipeline
-from emopi.edge.runner import StdoutSink
-from emopi.edge.sources import OpenCVSource
+from emopi.edge.service.outputs import StdoutSink
+from emopi.edge.vision.sources import OpenCVSource
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO = (

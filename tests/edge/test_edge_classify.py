@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emopi.edge.classify import Classifier
 from emopi.edge.contract import LABELS, ModelMetadata, metadata_path, write_metadata
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.classify import Classifier
 
 
 def fer_faces(shared_data: Path, per_class: int) -> tuple[np.ndarray, np.ndarray]:

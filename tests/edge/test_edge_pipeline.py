@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from edgekit import noise_frames
 
-from emopi.edge.classify import Classifier
 from emopi.edge.config import Config, SourceSettings
 from emopi.edge.contract import LABELS
-from emopi.edge.events import EmotionEvent, SceneState
-from emopi.edge.pipeline import STAGES, build_pipeline, normalise_box
-from emopi.edge.sources import DemoSource, ImageFolderSource, OpenCVSource
+from emopi.edge.events import STAGES, EmotionEvent, SceneState
+from emopi.edge.pipeline import build_pipeline, normalise_box
+from emopi.edge.vision.classify import Classifier
+from emopi.edge.vision.sources import DemoSource, ImageFolderSource, OpenCVSource
 
 
 @dataclass
@@ -141,7 +141,7 @@ def paste(face: np.ndarray, dx: int) -> np.ndarray:
 def test_image_folder_built_from_fer_two_visits(model, shared_data, tmp_path, event_validator):
     clf = Classifier(model)
     happy, other = fer_scene(shared_data, clf)
-    from emopi.edge.detect import HaarDetector
+    from emopi.edge.vision.detect import HaarDetector
 
     detector = HaarDetector(Config().detect)
     face = next(f for f in happy if len(detector.detect(paste(f, 0))) == 1)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from edgekit import noise_frames
 
-from emopi.edge import sources
 from emopi.edge.config import DetectSettings, SourceSettings
-from emopi.edge.detect import HaarDetector
 from emopi.edge.errors import EmopiError
-from emopi.edge.sources import (
+from emopi.edge.vision import sources
+from emopi.edge.vision.detect import HaarDetector
+from emopi.edge.vision.sources import (
     DemoSource,
     ImageFolderSource,
     LatestFrame,

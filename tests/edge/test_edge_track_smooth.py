@@ -7,8 +7,8 @@ import pytest
 
 from emopi.edge.config import SmoothSettings, TrackSettings
 from emopi.edge.contract import LABELS
-from emopi.edge.smooth import Smoother, TrackSmoother
-from emopi.edge.track import Tracker, centroid_distance, iou
+from emopi.edge.vision.smooth import Smoother, TrackSmoother
+from emopi.edge.vision.track import Tracker, centroid_distance, iou
 
 HAPPY, SAD, NEUTRAL = LABELS.index("happy"), LABELS.index("sad"), LABELS.index("neutral")
 

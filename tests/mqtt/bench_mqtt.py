@@ -20,7 +20,7 @@ from pathlib import Path
 from helpers import free_port
 from mqtt_driver import DEVICE, Subscriber, make_event, plain_settings
 
-from emopi.edge.publisher import MqttSink
+from emopi.edge.mqtt.sink import MqttSink
 
 
 def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen, int]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from emopi.edge.mqtt_settings import MqttSettings
-from emopi.edge.publisher import MqttSink
+from emopi.edge.mqtt.settings import MqttSettings
+from emopi.edge.mqtt.sink import MqttSink
 
 
 @pytest.fixture

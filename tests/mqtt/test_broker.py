@@ -8,9 +8,9 @@ import pytest
 from helpers import free_port
 from mqtt_driver import DEVICE, dedup, make_event
 
-from emopi.edge.broker import EmbeddedBroker
 from emopi.edge.errors import EmopiError
-from emopi.edge.mqtt_settings import MqttSettings
+from emopi.edge.mqtt.broker import EmbeddedBroker
+from emopi.edge.mqtt.settings import MqttSettings
 
 
 def test_embedded_broker_carries_events_and_status(tmp_path, make_sink, subscribe):

@@ -7,7 +7,7 @@ import time
 from mqtt_driver import DEVICE, plain_settings
 
 from emopi.edge.contract import LABELS
-from emopi.edge.discovery import Discovery
+from emopi.edge.mqtt.discovery import Discovery
 
 NODE = f"emopi_{DEVICE}"
 TOPICS = {

@@ -11,7 +11,7 @@ import time
 from helpers import free_port
 from mqtt_driver import DEVICE, make_event, plain_settings
 
-from emopi.edge.listen import Printer
+from emopi.edge.mqtt.listen import Printer
 
 
 def test_listen_prints_events_once_each(mosquitto, make_sink):

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.metrics import MetricsServer
+from emopi.edge.service.metrics import MetricsServer
 
 
 class FakeSink:

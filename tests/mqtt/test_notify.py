@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from emopi.edge.notify import Notifier
+from emopi.edge.service.notify import Notifier
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from mqtt_driver import DEVICE, dedup, driver_command, make_event, plain_settings
 
 from emopi.edge.events import EmotionEvent, FaceState, SceneState
-from emopi.edge.spool import SPOOL_FILE, Spool
+from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
 PREFIX = f"emopi/{DEVICE}"
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.mqtt_settings import MqttSettings
+from emopi.edge.mqtt.settings import MqttSettings
 
 
 def test_defaults_and_endpoint():

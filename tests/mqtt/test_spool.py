@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.spool import Spool
+from emopi.edge.mqtt.spool import Spool
 
 
 def rows(spool: Spool) -> list[str]:
@@ -61,7 +61,7 @@ def test_kill9_keeps_committed_rows(tmp_path):
     path = tmp_path / "s.db"
     code = (
         "import os, signal\n"
-        "from emopi.edge.spool import Spool\n"
+        "from emopi.edge.mqtt.spool import Spool\n"
         f"s = Spool({str(path)!r})\n"
         "for i in range(50): s.append(str(i))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

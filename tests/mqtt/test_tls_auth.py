@@ -12,7 +12,7 @@ import pytest
 from mqtt_driver import make_event, wait_until
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.mqtt_settings import MqttSettings, TlsSettings
+from emopi.edge.mqtt.settings import MqttSettings, TlsSettings
 
 USER, PASSWORD = "emopi", "correct horse battery"
 

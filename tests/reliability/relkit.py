@@ -137,7 +137,7 @@ def keys(events: list[dict]) -> list[tuple[str, int]]:
 
 def face_frames(n: int, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
     """Frames of the bundled demo portrait (a face the Haar cascade finds), slowly moving."""
-    from emopi.edge.sources import DemoSource
+    from emopi.edge.vision.sources import DemoSource
 
     demo = DemoSource(size=size, realtime=False)
     demo.open()

@@ -18,7 +18,7 @@ from helpers import Mosquitto, free_port
 
 from emopi.edge.contract import metadata_path, read_metadata, write_metadata
 from emopi.edge.models import DEFAULT_MODEL
-from emopi.edge.spool import SPOOL_FILE, Spool
+from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
 PASSWORD = "s3cret-for-tests"  # never printed, whatever goes wrong
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from mqtt_driver import dedup
 from relkit import BLINK, Emopi, Proxy, keys, persistent, write_config
 
-from emopi.edge.spool import SPOOL_FILE, Spool
+from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
 DEVICE = "rel-broker"
 TOPIC = f"emopi/{DEVICE}/event"

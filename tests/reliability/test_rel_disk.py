@@ -15,7 +15,7 @@ import pytest
 from helpers import run_cli
 from mqtt_driver import DEVICE, dedup, driver_command
 
-from emopi.edge.spool import SPOOL_FILE, Spool
+from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from mqtt_driver import DEVICE as DRIVER_DEVICE
 from mqtt_driver import dedup, driver_command
 from relkit import BLINK, Emopi, keys, write_config
 
-from emopi.edge import cli, sources
-from emopi.edge.spool import SPOOL_FILE, Spool
+from emopi.edge import cli
+from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
+from emopi.edge.vision import sources
 
 
 def test_kill9_mid_run_then_restart_loses_nothing(mosquitto, tmp_path, blink, subscribe):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from tiny import synthetic_faces, tiny_keras_model
 
-from emopi.edge.classify import TFLiteModel
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.classify import TFLiteModel
 from emopi.train.models import ARCHITECTURES, build, with_flip_tta
 from emopi.train.quantize import convert
 

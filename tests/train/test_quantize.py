@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from tiny import build_tiny_int8
 
-from emopi.edge.classify import TFLiteModel
 from emopi.edge.contract import LABELS, read_metadata
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.classify import TFLiteModel
 from emopi.train.quantize import GuardConfig, check_guard
 
 

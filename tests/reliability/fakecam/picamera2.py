@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emopi.edge.sources import DemoSource
+from emopi.edge.vision.sources import DemoSource
 
 CONTROL = Path(os.environ["EMOPI_FAKECAM"])
 OPENS = Path(f"{CONTROL}.log")

@@ -13,7 +13,7 @@ import numpy as np
 
 from emopi.edge.config import DetectSettings
 from emopi.edge.errors import EmopiError
-from emopi.edge.haar import find_cascade
+from emopi.edge.vision.haar import find_cascade
 
 Box = tuple[int, int, int, int]  # x, y, w, h in full-resolution pixels
 

@@ -1,9 +1,10 @@
 """The `emopi` command: a thin shell over the library.
 
 Each sub-command lives in a module that registers its own parser and imports its heavy
-dependencies only when it runs. Sub-commands from other parts of the package (training)
-arrive through the ``emopi.commands`` entry point group, so this module never imports
-``emopi.train`` and ``emopi --help`` stays fast on a Pi.
+dependencies only when it runs. Sub-commands from other parts of the package (``emopi.train``,
+``emopi.tools``: training and deploy, both workstation code) arrive through the
+``emopi.commands`` entry point group, so the Pi runtime never imports them and ``emopi --help``
+stays fast on a Pi.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from emopi.edge.errors import EmopiError, NotImplementedYet
 
 #: Edge sub-command modules; each exposes ``register(subparsers)``.
 EDGE_COMMANDS: tuple[str, ...] = (
-    "emopi.edge.runner",
-    "emopi.edge.listen",
-    "emopi.edge.bench",
-    "emopi.edge.deploy",
-    "emopi.edge.doctor",
+    "emopi.edge.cli.run",
+    "emopi.edge.cli.listen",
+    "emopi.edge.cli.bench",
+    "emopi.edge.cli.doctor",
 )
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -97,7 +97,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`emopi listen`: subscribe to an emopi broker and pretty-print what the devices publish.
+"""Subscribe to an emopi broker and pretty-print what the devices publish (`emopi listen`).
 
 Meant to check a deployment: ``emopi listen --host broker.lan`` shows every device's status,
 events (duplicates from QoS-1 redelivery are dropped by ``(run_id, seq)``), state and stats.
@@ -7,7 +7,6 @@ events (duplicates from QoS-1 redelivery are dropped by ``(run_id, seq)``), stat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -17,70 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from emopi.edge.errors import EmopiError
-from emopi.edge.mqtt_settings import MqttSettings, TlsSettings
+from emopi.edge.mqtt.settings import MqttSettings
 
 CONNECT_TIMEOUT_S = 10.0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "listen",
-        help="Subscribe to an emopi broker and pretty-print its events.",
-        description="Subscribe to an emopi broker and pretty-print its events.",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="broker host (default: %(default)s)")
-    p.add_argument(
-        "--port", type=int, default=None, help="broker port (default: 1883, 8883 with TLS)"
-    )
-    p.add_argument(
-        "--topic",
-        action="append",
-        metavar="FILTER",
-        help="topic filter, repeatable (default: emopi/#)",
-    )
-    p.add_argument("--username", default="", metavar="USER")
-    p.add_argument(
-        "--password-file", default="", metavar="FILE", help="or set $EMOPI_MQTT_PASSWORD"
-    )
-    p.add_argument("--tls-ca", default="", metavar="FILE", help="CA file; turns TLS on")
-    p.add_argument("--tls", action="store_true", help="TLS with the system CA store")
-    p.add_argument("--tls-cert", default="", metavar="FILE", help="client certificate")
-    p.add_argument("--tls-key", default="", metavar="FILE", help="client private key")
-    p.add_argument("--insecure", action="store_true", help="do not verify the broker certificate")
-    p.add_argument("--protocol", choices=("5", "3.1.1"), default="3.1.1", help="MQTT version")
-    p.add_argument("--raw", action="store_true", help="print topic and payload unchanged")
-    p.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages")
-    p.add_argument("--timeout", type=float, default=0, metavar="S", help="exit after S seconds")
-    p.set_defaults(handler=run)
+def listen(
+    settings: MqttSettings, topics: list[str], printer: Printer, count: int = 0, timeout: float = 0
+) -> None:
+    """Print what arrives on ``topics`` until ``count`` messages, ``timeout`` s or Ctrl-C."""
+    from emopi.edge.mqtt.client import describe_connect_error, describe_refusal, make_client
 
-
-def settings_from_args(args: argparse.Namespace) -> MqttSettings:
-    tls = TlsSettings(
-        enabled=args.tls,
-        ca_file=args.tls_ca,
-        certfile=args.tls_cert,
-        keyfile=args.tls_key,
-        insecure=args.insecure,
-    )
-    port = args.port or (8883 if tls.active else 1883)
-    settings = MqttSettings(
-        host=args.host,
-        port=port,
-        username=args.username,
-        password_file=args.password_file,
-        tls=tls,
-        protocol=args.protocol,
-    )
-    settings.validate()
-    return settings
-
-
-def run(args: argparse.Namespace) -> int:
-    from emopi.edge.publisher import describe_connect_error, describe_refusal, make_client
-
-    settings = settings_from_args(args)
-    topics = args.topic or ["emopi/#"]
-    printer = Printer(raw=args.raw)
     connack: list[Any] = []
     connected = threading.Event()
     done = threading.Event()
@@ -97,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal seen
         if printer.show(message.topic, message.payload):
             seen += 1
-            if args.count and seen >= args.count:
+            if count and seen >= count:
                 done.set()
 
     client = make_client(settings, f"emopi-listen-{os.getpid()}")
@@ -119,16 +65,15 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"listening on {settings.host}:{settings.port} to {', '.join(topics)}", file=sys.stderr
         )
-        deadline = time.monotonic() + args.timeout if args.timeout else None
+        deadline = time.monotonic() + timeout if timeout else None
         while not done.wait(0.2):
             if deadline and time.monotonic() >= deadline:
                 break
     finally:
         client.disconnect()
         client.loop_stop()
-    if args.count and seen < args.count:
-        raise EmopiError(f"got {seen} of {args.count} message(s) within {args.timeout:g}s")
-    return 0
+    if count and seen < count:
+        raise EmopiError(f"got {seen} of {count} message(s) within {timeout:g}s")
 
 
 class Printer:

@@ -28,6 +28,13 @@ START_TIMEOUT_S = 15.0
 SHUTDOWN_TIMEOUT_S = 3.0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` now (for a private broker; racy by nature)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 class EmbeddedBroker:
     def __init__(self, port: int = 1883, host: str = "127.0.0.1") -> None:
         self.host = host

@@ -1,0 +1,134 @@
+"""Where frames and events go besides MQTT: stdout, an annotated video, a preview window.
+
+Frames never leave the process unless the user asks for :class:`AnnotatedVideo` (``--annotate``)
+or :class:`PreviewWindow` (``--preview``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+
+from emopi.edge.errors import EmopiError
+from emopi.edge.events import EmotionEvent, SceneState
+from emopi.edge.pipeline import FaceView
+from emopi.edge.service.display import gui_available
+from emopi.edge.vision.sources import Frame
+
+log = logging.getLogger("emopi.run")
+
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+
+
+class StdoutSink:
+    """Events as JSON lines on a stream (stdout); stats as a log line unless quiet."""
+
+    def __init__(self, stream: TextIO | None = None, stats: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        self.stats = stats
+        self.broken = False
+
+    def publish_event(self, event: EmotionEvent) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(event.to_json() + "\n")
+            self.stream.flush()
+        except BrokenPipeError:  # `emopi run | head`: the reader left; stop quietly
+            self.broken = True
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def publish_state(self, state: SceneState) -> None:
+        """The scene is for retained MQTT state; on stdout the events say it all."""
+
+    def publish_stats(self, stats: dict[str, Any]) -> None:
+        if self.stats:
+            log.info("stats %s", json.dumps(stats, separators=(",", ":")))
+
+    def close(self) -> None:
+        if not self.broken:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.flush()
+
+
+class AnnotatedVideo:
+    """Writes each frame with boxes and labels to a video file (the headless preview)."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        codec = VIDEO_CODECS.get(self.path.suffix.lower())
+        if codec is None:
+            raise EmopiError(f"--annotate needs a {'/'.join(VIDEO_CODECS)} file, not {self.path}")
+        if not self.path.parent.is_dir():
+            raise EmopiError(f"--annotate: folder {self.path.parent} does not exist")
+        self.codec, self.fps = codec, fps
+        self.writer: cv2.VideoWriter | None = None
+        self.size = (0, 0)
+        self.frames = 0
+
+    def __call__(self, frame: Frame, faces: list[FaceView]) -> bool:
+        image = draw_faces(frame.color if frame.color is not None else frame.gray, faces)
+        size = (image.shape[1], image.shape[0])
+        if self.writer is None:
+            self.size = size
+            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+            if not self.writer.isOpened():
+                raise EmopiError(f"cannot write video {self.path} with codec {self.codec}")
+        if size != self.size:  # an image folder with mixed sizes
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(image)
+        self.frames += 1
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            log.info("annotated video: %s (%d frames)", self.path, self.frames)
+
+
+class PreviewWindow:
+    """An OpenCV window with boxes and labels; q or Esc stops the pipeline."""
+
+    title = "emopi (q to quit)"
+
+    def __init__(self) -> None:
+        ok, why = gui_available()
+        if not ok:
+            raise EmopiError(f"--preview needs a window but {why}; use --annotate OUT.mp4 instead")
+
+    def __call__(self, frame: Frame, faces: list[FaceView]) -> bool:
+        cv2.imshow(
+            self.title, draw_faces(frame.color if frame.color is not None else frame.gray, faces)
+        )
+        return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()
+
+
+def draw_faces(image: np.ndarray, faces: list[FaceView]) -> np.ndarray:
+    """Boxes and labels on a BGR copy of ``image`` (gray images are converted)."""
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for face in faces:
+        x, y, w, h = face.box
+        color = (0, 200, 0) if face.emotion else (0, 200, 255)
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
+        label = (
+            f"#{face.track_id} {face.emotion} {face.confidence:.0%}"
+            if face.emotion
+            else (f"#{face.track_id} ...")
+        )
+        cv2.putText(
+            out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA
+        )
+    return out

@@ -1,0 +1,110 @@
+"""Frame sources, and :func:`make_source`, which picks one from a ``--source`` spec.
+
+
+Every source yields :class:`Frame` objects with a 2-D uint8 grayscale image (what detection
+and classification use) and, when it is free, the BGR colour image (only for an annotated
+video or a preview window). Sources are opened with :func:`open_source`.
+
+Two clocks travel with each frame: ``ts`` is wall-clock time (for events) and ``mono`` is
+the frame's place on a monotonic timeline in seconds. For cameras ``mono`` is
+``time.monotonic()`` at capture; for files, folders and the demo it is the media time
+(``index / fps`` after the open time), so time-based logic downstream (track timeouts,
+smoothing dwell) behaves the same whether a file is processed at 30 or 300 frames a second.
+
+Live sources (cameras, URLs) read in a background thread that keeps only the newest frame
+(:class:`LatestFrame`): a slow consumer never works through stale frames, and every frame
+it could not take is counted in ``dropped``. Their iterators yield ``None`` when no frame
+arrived within ``poll`` seconds, so the consumer can still do its housekeeping (stats,
+timeouts, stop requests) while a camera is stalled or unplugged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from emopi.edge.config import SourceSettings
+from emopi.edge.errors import EmopiError
+from emopi.edge.vision.sources.base import (
+    HINT,
+    IMAGE_SUFFIXES,
+    URL_RE,
+    BaseSource,
+    Frame,
+    FrameSource,
+)
+from emopi.edge.vision.sources.demo import DemoSource
+from emopi.edge.vision.sources.live import LatestFrame, PiCamera2Source, picamera2_available
+from emopi.edge.vision.sources.media import ImageFolderSource, OpenCVSource
+
+#: The V4L2 device `--source auto` falls back to.
+DEFAULT_V4L2 = Path("/dev/video0")
+
+__all__ = [
+    "BaseSource",
+    "DemoSource",
+    "Frame",
+    "FrameSource",
+    "ImageFolderSource",
+    "LatestFrame",
+    "OpenCVSource",
+    "PiCamera2Source",
+    "make_source",
+    "open_source",
+]
+
+
+def open_source(
+    spec: str, settings: SourceSettings | None = None, want_color: bool = False
+) -> BaseSource:
+    """Build and open the source named by ``spec`` (see ``emopi run --help``)."""
+    settings = settings or SourceSettings()
+    source = make_source(spec, settings, want_color)
+    source.open()
+    return source
+
+
+def make_source(
+    spec: str,
+    settings: SourceSettings,
+    want_color: bool = False,
+    realtime: bool | None = None,
+) -> BaseSource:
+    """The (unopened) source for ``spec``; raises :class:`EmopiError` for nonsense.
+
+    ``realtime`` paces files, folders and the demo at their frame rate (``False``: flat out).
+    ``None`` keeps each source's default: ``[source] realtime`` for files and folders, real
+    time for the demo (it is meant to be watched).
+    """
+    if realtime is not None:
+        settings = replace(settings, realtime=realtime)
+    spec = spec.strip()
+    low = spec.lower()
+    if low == "auto":
+        if picamera2_available():
+            return PiCamera2Source(settings, want_color)
+        if DEFAULT_V4L2.exists():
+            return OpenCVSource(str(DEFAULT_V4L2), settings)
+        raise EmopiError(
+            "no camera found (picamera2 has no camera or is not installed, and "
+            f"{DEFAULT_V4L2} does not exist); {HINT}"
+        )
+    if low in ("picamera2", "picam", "picamera"):
+        return PiCamera2Source(settings, want_color)
+    if low == "demo":
+        return DemoSource(
+            settings.fps, (settings.width, settings.height), realtime=realtime is not False
+        )
+    if spec.isdigit():
+        return OpenCVSource(int(spec), settings)
+    if URL_RE.match(spec) or spec.startswith("/dev/video"):
+        return OpenCVSource(spec, settings)
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+        return ImageFolderSource(path, settings)
+    if path.is_file():
+        return OpenCVSource(str(path), settings)
+    raise EmopiError(
+        f"source {spec!r} is not a file, folder, camera index, /dev/video device or URL; {HINT}"
+    )
