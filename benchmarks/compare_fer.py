@@ -187,8 +187,8 @@ class EmopiSide:
 
     def __init__(self, name: str, frames: Any, model: str | None, detect_every: int) -> None:
         from emopi.edge.config import Config
-        from emopi.edge.pipeline import model_path
-        from emopi.edge.vision.classify import Classifier
+        from emopi.edge.model_files import resolve_model
+        from emopi.edge.vision.classify import TFLiteClassifier
 
         self.name, self.frames = name, frames
         self.cfg = Config()
@@ -198,7 +198,7 @@ class EmopiSide:
         self.cfg.detect.every = detect_every
         if detect_every == 1:
             self.cfg.detect.full_every = 1  # a full Haar scan on every frame, as fer does
-        self.classifier = Classifier(model_path(self.cfg), threads=1)
+        self.classifier = TFLiteClassifier(resolve_model(self.cfg.classify.model), threads=1)
 
     def run(self, start: int, count: int) -> dict[str, Any]:
         from emopi.edge.bench.probes import NullSink

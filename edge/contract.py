@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from emopi.edge.errors import EmopiError
+from emopi.edge.model_files import metadata_path
 
 #: FER-2013 label order. Index ``i`` of every model output is ``LABELS[i]``.
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -227,11 +228,6 @@ class ModelMetadata:
         if "value_range" in p:
             p["value_range"] = tuple(p["value_range"])
         return Preprocessing(**p)
-
-
-def metadata_path(model_path: str | Path) -> Path:
-    """The sidecar of ``model.tflite`` is ``model.json`` in the same folder."""
-    return Path(model_path).with_suffix(".json")
 
 
 def file_sha256(path: str | Path) -> str:

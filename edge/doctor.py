@@ -139,25 +139,25 @@ def check_opencv() -> list[Check]:
 
 
 def check_model() -> Check:
-    from emopi.edge.models import DEFAULT_MODEL
+    from emopi.edge.model_files import shipped_model
 
+    model = shipped_model()
     try:
         from emopi.edge.contract import read_metadata
     except ImportError as exc:
         return Check(
             "edge", "shipped model", MISSING, f"cannot check it: {exc}", "pip install 'emopi[edge]'"
         )
-
-    if not DEFAULT_MODEL.is_file():
+    if not model.is_file():
         return Check(
             "edge",
             "shipped model",
             MISSING,
-            f"{DEFAULT_MODEL} absent",
+            f"{model} absent",
             "reinstall emopi, or pass --model PATH",
         )
     try:
-        meta = read_metadata(DEFAULT_MODEL)
+        meta = read_metadata(model)
     except EmopiError as exc:
         return Check("edge", "shipped model", MISSING, str(exc), "reinstall emopi")
     acc = meta.metrics.get("val_accuracy_int8")

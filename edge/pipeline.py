@@ -21,17 +21,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from emopi.edge.config import Config
-from emopi.edge.errors import EmopiError
 from emopi.edge.events import EmotionEvent, FaceState, FrameObserver, SceneState, Sink
-from emopi.edge.vision.classify import Classifier
-from emopi.edge.vision.detect import HaarDetector
+from emopi.edge.model_files import resolve_model
+from emopi.edge.vision.classify import Classifier, TFLiteClassifier
+from emopi.edge.vision.detect import Detector, HaarDetector
+from emopi.edge.vision.geometry import PixelBox, normalise, to_pixels
 from emopi.edge.vision.smooth import Smoother
 from emopi.edge.vision.sources import Frame, FrameSource
 from emopi.edge.vision.track import Track, Tracker, TrackUpdate
@@ -44,7 +44,7 @@ class FaceView:
     """What a viewer (preview window, annotated video) draws for one track."""
 
     track_id: int
-    box: tuple[int, int, int, int]  # pixels of the frame
+    box: PixelBox  # pixels of the frame
     emotion: str | None  # None while the track is not confirmed/classified yet
     confidence: float
 
@@ -90,19 +90,11 @@ class StageTimes:
         return out
 
 
-def normalise_box(box: tuple[float, ...], width: int, height: int) -> tuple[float, ...]:
-    """``(x, y, w, h)`` in pixels to fractions of the frame, clipped to the frame."""
-    x, y, w, h = box
-    x0, y0 = min(max(x / width, 0.0), 1.0), min(max(y / height, 0.0), 1.0)
-    x1, y1 = min(max((x + w) / width, x0), 1.0), min(max((y + h) / height, y0), 1.0)
-    return (x0, y0, x1 - x0, y1 - y0)
-
-
 class Pipeline:
     def __init__(
         self,
         source: FrameSource,
-        detector: HaarDetector,
+        detector: Detector,
         tracker: Tracker,
         classifier: Classifier,
         smoother: Smoother,
@@ -222,7 +214,7 @@ class Pipeline:
         fresh = [tr for tr in self.tracker.tracks.values() if tr.fresh]
         if fresh and n % opts.classify_every == 0:
             t = perf()
-            probs = self.classifier.classify(gray, [_int_box(tr.box) for tr in fresh])
+            probs = self.classifier.classify(gray, [to_pixels(tr.box) for tr in fresh])
             t2 = perf()
             for track, p in zip(fresh, probs, strict=True):
                 change = self.smoother.update(track.id, p, frame.mono)
@@ -263,7 +255,7 @@ class Pipeline:
             emotion=state.emotion,
             confidence=state.confidence,
             probs=state.prob_dict(),
-            box=normalise_box(track.box, *self._size),
+            box=normalise(track.box, *self._size),
             ts=ts,
             before=before,
             duration=round(track.duration, 3) if kind == "end" else None,
@@ -295,7 +287,7 @@ class Pipeline:
             state = self.smoother.get(track_id)
             if track is None or state is None:
                 continue
-            box = normalise_box(track.box, *self._size)
+            box = normalise(track.box, *self._size)
             faces.append(FaceState(track_id, state.emotion, state.confidence, box))
         return SceneState(ts=ts, faces=tuple(faces))
 
@@ -369,7 +361,7 @@ class Pipeline:
             views.append(
                 FaceView(
                     track.id,
-                    _int_box(track.box),
+                    to_pixels(track.box),
                     state.emotion if shown else None,
                     state.confidence if shown else 0.0,
                 )
@@ -377,24 +369,7 @@ class Pipeline:
         return views
 
 
-def _int_box(box: tuple[float, ...]) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    return round(x), round(y), round(w), round(h)
-
-
 # --------------------------------------------------------------------------- building
-
-
-def model_path(cfg: Config) -> Path:
-    from emopi.edge.models import DEFAULT_MODEL
-
-    if cfg.classify.model:
-        return Path(cfg.classify.model).expanduser()
-    if not DEFAULT_MODEL.is_file():
-        raise EmopiError(
-            f"the shipped model {DEFAULT_MODEL} is missing; reinstall emopi or pass --model PATH"
-        )
-    return DEFAULT_MODEL
 
 
 def build_pipeline(
@@ -414,8 +389,8 @@ def build_pipeline(
     threads = cfg.classify.threads
     cv2.setNumThreads(threads)
     if classifier is None:
-        classifier = Classifier(
-            model_path(cfg),
+        classifier = TFLiteClassifier(
+            resolve_model(cfg.classify.model),
             threads=threads,
             batch=cfg.classify.batch,
             require_int8=cfg.classify.require_int8,

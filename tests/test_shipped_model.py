@@ -8,7 +8,7 @@ import numpy as np
 
 from emopi.edge.contract import LABELS, prepare_face
 from emopi.edge.models import DEFAULT_MODEL
-from emopi.edge.vision.classify import Classifier
+from emopi.edge.vision.classify import TFLiteClassifier
 
 #: Majority-class baseline on FER-2013 val is 24.9 % (happy); the shipped model must beat
 #: it by far. The measured figure is in MODEL_CARD.md.
@@ -16,7 +16,7 @@ MIN_ACCURACY = 0.50
 
 
 def test_shipped_model_loads_as_int8_with_provenance():
-    clf = Classifier(DEFAULT_MODEL, require_int8=True)
+    clf = TFLiteClassifier(DEFAULT_MODEL, require_int8=True)
     meta = clf.meta
     assert clf.in_q.dtype == "int8" and clf.out_q.dtype == "int8"
     assert meta.labels == list(LABELS)
@@ -30,6 +30,6 @@ def test_shipped_model_recognises_real_val_faces(shared_data):
     files = sorted((shared_data / "fer2013" / "val").glob("*/*.jpg"))[::12]  # ~300, proportional
     faces = np.stack([prepare_face(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)) for f in files])
     truth = np.array([LABELS.index(f.parent.name) for f in files])
-    probs = Classifier(DEFAULT_MODEL).predict(faces)
+    probs = TFLiteClassifier(DEFAULT_MODEL).predict(faces)
     accuracy = float((probs.argmax(axis=1) == truth).mean())
     assert accuracy >= MIN_ACCURACY, f"shipped model: {accuracy:.1%} on {len(files)} val faces"

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from emopi.edge.config import load_config
 from emopi.edge.errors import EmopiError
+from emopi.edge.model_files import metadata_path
 from emopi.tools.ssh import SSH_TIMEOUT_S, Ssh, classify_ssh_error
 
 #: Files of a checkout that make up the payload besides the wheel (relative to the checkout).
@@ -79,10 +80,6 @@ def build_wheel(checkout: Path, out: Path) -> Path:
     return wheels[-1]
 
 
-def sidecar_of(model: Path) -> Path:
-    return model.with_suffix(".json")
-
-
 @dataclass
 class Payload:
     """What goes to the Pi, as local files, and the installer flags that refer to them."""
@@ -127,9 +124,9 @@ def make_payload(args: argparse.Namespace, checkout: Path, workdir: Path) -> Pay
         model = Path(args.model)
         if model.suffix != ".tflite" or not model.is_file():
             raise EmopiError(f"model {model} is not an existing .tflite file")
-        if not sidecar_of(model).is_file():
-            raise EmopiError(f"model {model} has no metadata sidecar {sidecar_of(model).name}")
-        files += [model, sidecar_of(model)]
+        if not metadata_path(model).is_file():
+            raise EmopiError(f"model {model} has no metadata sidecar {metadata_path(model).name}")
+        files += [model, metadata_path(model)]
         install_args += ["--model", model.name]
     if args.wheelhouse:
         house = Path(args.wheelhouse)

@@ -10,10 +10,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emopi.edge.errors import EmopiError
 from emopi.edge.events import STAGES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from emopi.edge.vision.classify import TFLiteClassifier
+    from emopi.edge.vision.geometry import PixelBox
 
 
 def summarize(seconds: Sequence[float]) -> dict[str, float | int]:
@@ -39,7 +45,7 @@ class Variant:
     """One model the frames go through; ``label`` is ``int8`` or ``float32``."""
 
     label: str
-    classifier: Any  # emopi.edge.vision.classify.Classifier
+    classifier: TFLiteClassifier
 
     def facts(self) -> dict[str, Any]:
         clf = self.classifier
@@ -64,7 +70,7 @@ class FrameClassify:
 
 
 class TimedClassifier:
-    """Stands in for the pipeline's classifier; times preprocessing and each model's invoke.
+    """A :class:`~emopi.edge.vision.classify.Classifier` that times preprocessing and invokes.
 
     All variants see the same preprocessed faces; the order alternates per call. The first
     variant's probabilities drive the pipeline (smoothing, events).
@@ -85,7 +91,7 @@ class TimedClassifier:
         done, self.current = self.current, FrameClassify()
         return done
 
-    def classify(self, gray: Any, boxes: list[tuple[int, int, int, int]]) -> Any:
+    def classify(self, gray: np.ndarray, boxes: Sequence[PixelBox]) -> np.ndarray:
         perf = time.perf_counter
         t0 = perf()
         faces = self.primary.faces(gray, boxes)

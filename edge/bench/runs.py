@@ -113,17 +113,14 @@ class RunPlan:
     float_model: str | None = None
 
 
-def float_sibling(path: Path) -> Path:
-    """The float32 model the quantiser writes next to ``name.tflite``: ``name-float32.tflite``."""
-    return path.with_name(f"{path.stem}-float32{path.suffix}")
-
-
 def load_variants(cfg: Any, compare_float: bool, float_model: str | None) -> list[Variant]:
-    from emopi.edge.pipeline import model_path
-    from emopi.edge.vision.classify import Classifier
+    from emopi.edge.model_files import float_sibling, resolve_model
+    from emopi.edge.vision.classify import TFLiteClassifier
 
     threads = cfg.classify.threads
-    main = Classifier(model_path(cfg), threads=threads, batch=cfg.classify.batch)
+    main = TFLiteClassifier(
+        resolve_model(cfg.classify.model), threads=threads, batch=cfg.classify.batch
+    )
     label = "int8" if main.in_q.quantized else main.in_q.dtype
     variants = [Variant(label, main)]
     if compare_float:
@@ -132,7 +129,7 @@ def load_variants(cfg: Any, compare_float: bool, float_model: str | None) -> lis
         path = Path(float_model) if float_model else float_sibling(main.path)
         if not path.is_file():
             raise EmopiError(f"float32 model {path} does not exist; pass --float-model PATH")
-        other = Classifier(path, threads=threads, batch=cfg.classify.batch)
+        other = TFLiteClassifier(path, threads=threads, batch=cfg.classify.batch)
         if other.in_q.quantized:
             raise EmopiError(f"--float-model {path} is quantised; pass the float32 model")
         if other.prep != main.prep:

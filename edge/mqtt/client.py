@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from emopi.edge.errors import EmopiError
@@ -22,10 +23,28 @@ from emopi.edge.mqtt.settings import MqttSettings
 AUTH_REFUSED = frozenset({0x86, 0x87, 0x8C})
 
 
-def make_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+class Client(mqtt.Client):
+    """paho's client, telling ``on_connect_error`` why a connection attempt failed.
+
+    paho's network loop retries a failed connect on its own and keeps the reason to itself;
+    an emopi user needs it (refused, wrong port, TLS, DNS) to fix the setup.
+    """
+
+    on_connect_error: Callable[[OSError], None] | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            if self.on_connect_error is not None:
+                self.on_connect_error(exc)
+            raise
+
+
+def make_client(settings: MqttSettings, client_id: str) -> Client:
     """A paho client with protocol, credentials and TLS from ``settings`` (not connected)."""
     v5 = settings.protocol == "5" and not settings.embedded  # amqtt speaks MQTT 3.1.1 only
-    client = mqtt.Client(
+    client = Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

@@ -4,7 +4,7 @@ Public API::
 
     sink = MqttSink(settings, device_id, state_dir, model_id="emopi-fer-int8")
     sink.publish_event(event)     # <prefix>/event, QoS 1, not retained; spooled until PUBACK
-    sink.publish_state(state)     # <prefix>/state, retained, on change, <= 1 per state_interval
+    sink.publish_state(state)     # <prefix>/state, retained (the pipeline rate-limits it)
     sink.publish_stats(stats)     # <prefix>/stats: the pipeline's stats + the sink's counters
     sink.connected                # the broker session is up
     sink.wait_connected(timeout)  # EmopiError with the reason when there is no session in time
@@ -98,13 +98,11 @@ class MqttSink:
         self._published = 0
         self._spooled = 0
         self._rejected = 0
-        # Retained state: latest JSON, rate limiting, a timer for a deferred change.
+        # Retained state: the latest one, sent now or at the next connect. Deciding when a
+        # state is worth sending (on change, at most every state_interval) is the pipeline's.
         self._state_lock = threading.Lock()
         self._state_json: str | None = None  # latest state, published or pending
-        self._state_key: str | None = None  # latest state without its timestamp
-        self._state_sent_at = -float("inf")
         self._state_dirty = False
-        self._state_timer: threading.Timer | None = None
         self._started = time.monotonic()
         self._is_connected = threading.Event()
         self._error: str | None = None
@@ -122,7 +120,7 @@ class MqttSink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
-        self._wrap_reconnect()
+        self._client.on_connect_error = self._on_connect_error
         self._client.connect_async(self._host, self._port, keepalive=settings.keepalive)
         self._client.loop_start()
 
@@ -166,21 +164,9 @@ class MqttSink:
             self._signal("kick")
 
     def publish_state(self, state: SceneState) -> None:
-        doc = state.to_dict()
-        key = json.dumps({k: v for k, v in doc.items() if k != "ts"}, sort_keys=True)
         with self._state_lock:
-            if key == self._state_key:
-                return
-            self._state_key = key
-            self._state_json = json.dumps(doc, separators=(",", ":"))
+            self._state_json = json.dumps(state.to_dict(), separators=(",", ":"))
             self._state_dirty = True
-            wait = self._state_sent_at + self._settings.state_interval - time.monotonic()
-            if wait > 0:
-                if self._state_timer is None:
-                    self._state_timer = threading.Timer(wait, self._flush_state)
-                    self._state_timer.daemon = True
-                    self._state_timer.start()
-                return
         self._flush_state()
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
@@ -215,10 +201,6 @@ class MqttSink:
         if self._closed:
             return
         self._closed = True
-        with self._state_lock:
-            if self._state_timer is not None:
-                self._state_timer.cancel()
-                self._state_timer = None
         self._flush_state()
         deadline = time.monotonic() + timeout
         while self.connected and self._spool.depth and time.monotonic() < deadline:
@@ -336,11 +318,9 @@ class MqttSink:
     def _flush_state(self) -> None:
         """Publish the latest state if it changed since it was last sent (and we are online)."""
         with self._state_lock:
-            self._state_timer = None
             if not self._state_dirty or self._state_json is None or not self.connected:
                 return
             self._state_dirty = False
-            self._state_sent_at = time.monotonic()
             payload = self._state_json
         self._client.publish(self.topics["state"], payload, qos=1, retain=True)
 
@@ -350,16 +330,6 @@ class MqttSink:
             self._logged_error = message
             log.error("%s", message)
 
-    def _wrap_reconnect(self) -> None:
-        """Record why a connection attempt failed: paho only retries, it does not say why."""
-        reconnect = self._client.reconnect
-
-        def recording_reconnect() -> MQTTErrorCode:
-            try:
-                return reconnect()
-            except OSError as exc:
-                tls = self._settings.tls.active
-                self._set_error(describe_connect_error(exc, self._host, self._port, tls))
-                raise
-
-        self._client.reconnect = recording_reconnect  # type: ignore[method-assign]
+    def _on_connect_error(self, exc: OSError) -> None:
+        tls = self._settings.tls.active
+        self._set_error(describe_connect_error(exc, self._host, self._port, tls))

@@ -102,11 +102,12 @@ def _install_signals(stop: Callable[[], None]) -> None:
 def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[str, Any]:
     """Run the pipeline of ``cfg`` until its source ends, a limit or a signal; final stats."""
     from emopi.edge.config import exposed_secrets
-    from emopi.edge.pipeline import build_pipeline, model_path
+    from emopi.edge.model_files import resolve_model
+    from emopi.edge.pipeline import build_pipeline
     from emopi.edge.service.notify import Notifier
     from emopi.edge.service.outputs import AnnotatedVideo, PreviewWindow
     from emopi.edge.vision import sources
-    from emopi.edge.vision.classify import Classifier
+    from emopi.edge.vision.classify import TFLiteClassifier
 
     for warning in exposed_secrets(cfg, config_file):
         log.warning("%s", warning)
@@ -128,8 +129,8 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
             annotated.fps = getattr(source, "fps", cfg.source.fps)  # a video file's own rate
             stack.callback(annotated.close)
             viewers.append(annotated)
-        classifier = Classifier(
-            model_path(cfg),
+        classifier = TFLiteClassifier(
+            resolve_model(cfg.classify.model),
             threads=cfg.classify.threads,
             batch=cfg.classify.batch,
             require_int8=cfg.classify.require_int8,

@@ -15,9 +15,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from emopi.edge.contract import (
     read_metadata,
 )
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.geometry import PixelBox
 
 log = logging.getLogger("emopi.classify")
 
@@ -168,8 +169,21 @@ class TFLiteModel:
         return self.interpreter.get_tensor(self.output["index"])
 
 
-class Classifier:
-    """``classify(gray, boxes)`` returns an ``(n, 7)`` float32 array of class probabilities."""
+class Classifier(Protocol):
+    """What the pipeline needs from a classifier (the model, or the bench's timing wrapper)."""
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the model for stats and logs."""
+        ...
+
+    def classify(self, gray: np.ndarray, boxes: Sequence[PixelBox]) -> np.ndarray:
+        """``(n, 7)`` float32 class probabilities, one row per box of ``gray``."""
+        ...
+
+
+class TFLiteClassifier:
+    """The :class:`Classifier` of a ``.tflite`` model with its metadata sidecar."""
 
     def __init__(
         self,
@@ -236,7 +250,7 @@ class Classifier:
         digest = self.meta.sha256[:12] if self.meta.sha256 else "unhashed"
         return f"{self.path.stem}@{digest}"
 
-    def faces(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    def faces(self, gray: np.ndarray, boxes: Sequence[PixelBox]) -> np.ndarray:
         """Preprocessed ``(n, 48, 48)`` uint8 faces, exactly as training saw them."""
         out = np.empty((len(boxes), self.prep.size, self.prep.size), np.uint8)
         for i, box in enumerate(boxes):
@@ -252,5 +266,5 @@ class Classifier:
         np.divide(probs, total, out=probs, where=total > 0)  # int8 rounding: sums near 1
         return probs
 
-    def classify(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    def classify(self, gray: np.ndarray, boxes: Sequence[PixelBox]) -> np.ndarray:
         return self.predict(self.faces(gray, boxes))

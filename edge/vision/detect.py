@@ -8,14 +8,15 @@ lets the tracker carry the boxes in between.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import cv2
 import numpy as np
 
 from emopi.edge.config import DetectSettings
 from emopi.edge.errors import EmopiError
+from emopi.edge.vision.geometry import Box, PixelBox, overlap
 from emopi.edge.vision.haar import find_cascade
-
-Box = tuple[int, int, int, int]  # x, y, w, h in full-resolution pixels
 
 #: Face width (px) that regions around tracked faces are scaled to for :meth:`detect_near`.
 NEAR_FACE = 64
@@ -32,6 +33,18 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
     return cascade
 
 
+class Detector(Protocol):
+    """What the pipeline needs from a face detector."""
+
+    def detect(self, gray: np.ndarray) -> list[PixelBox]:
+        """Face boxes in the whole of ``gray``."""
+        ...
+
+    def detect_near(self, gray: np.ndarray, boxes: list[Box]) -> list[PixelBox]:
+        """Face boxes in the regions around ``boxes`` only (tracked faces)."""
+        ...
+
+
 class HaarDetector:
     """``detect(gray)`` returns face boxes in the coordinates of ``gray``."""
 
@@ -42,7 +55,7 @@ class HaarDetector:
             load_cascade(self.settings.confirm_cascade) if self.settings.confirm_cascade else None
         )
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
+    def detect(self, gray: np.ndarray) -> list[PixelBox]:
         s = self.settings
         h, w = gray.shape[:2]
         scale = 1.0
@@ -68,13 +81,13 @@ class HaarDetector:
             for x, y, bw, bh in boxes
         ]
 
-    def detect_near(self, gray: np.ndarray, boxes: list[tuple[float, ...]]) -> list[Box]:
+    def detect_near(self, gray: np.ndarray, boxes: list[Box]) -> list[PixelBox]:
         """Look for faces only around ``boxes`` (tracked faces): a fraction of a full scan.
 
         Each region (the box grown by half its size on every side) is scaled so the face is
         about ``NEAR_FACE`` px wide and scanned for faces of 0.6x to 2x that size.
         """
-        found: list[Box] = []
+        found: list[PixelBox] = []
         frame_h, frame_w = gray.shape[:2]
         for bx, by, bw, bh in boxes:
             x0, y0 = max(0, int(bx - bw / 2)), max(0, int(by - bh / 2))
@@ -101,11 +114,11 @@ class HaarDetector:
                     continue
                 x, y, w, h = (float(v) / scale for v in hit)
                 box = (round(x0 + x), round(y0 + y), round(w), round(h))
-                if all(_overlap(box, other) < 0.5 for other in found):
+                if all(overlap(box, other) < 0.5 for other in found):
                     found.append(box)
         return found
 
-    def _confirmed(self, small: np.ndarray, box: Box) -> bool:
+    def _confirmed(self, small: np.ndarray, box: PixelBox) -> bool:
         """Whether the second cascade also finds a face in (a slightly grown) ``box``."""
         x, y, w, h = box
         pad = w // 5
@@ -116,12 +129,3 @@ class HaarDetector:
             roi, scaleFactor=1.1, minNeighbors=3, minSize=(side, side)
         )
         return len(found) > 0
-
-
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection over the smaller box: duplicates from overlapping regions score high."""
-    ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    return ix * iy / min(a[2] * a[3], b[2] * b[3])

@@ -11,11 +11,11 @@ detections (the pipeline detects every N frames) tracks keep their last box.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from emopi.edge.config import TrackSettings
-
-Box = tuple[float, float, float, float]  # x, y, w, h in pixels
+from emopi.edge.vision.geometry import Box, centroid_distance, iou
 
 
 @dataclass
@@ -39,24 +39,6 @@ class TrackUpdate:
     ended: list[Track] = field(default_factory=list)  # confirmed tracks that ended
 
 
-def iou(a: Box, b: Box) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = min(ax + aw, bx + bw) - max(ax, bx)
-    iy = min(ay + ah, by + bh) - max(ay, by)
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    return inter / (aw * ah + bw * bh - inter)
-
-
-def centroid_distance(a: Box, b: Box) -> float:
-    """Distance of the box centres in units of the larger box side."""
-    dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
-    dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
-    return (dx * dx + dy * dy) ** 0.5 / max(a[2], a[3], b[2], b[3], 1e-6)
-
-
 class Tracker:
     def __init__(self, settings: TrackSettings | None = None) -> None:
         self.settings = settings or TrackSettings()
@@ -67,7 +49,7 @@ class Tracker:
     def confirmed(self) -> list[Track]:
         return [t for t in self.tracks.values() if t.confirmed]
 
-    def update(self, boxes: list[tuple[int, int, int, int]], now: float) -> TrackUpdate:
+    def update(self, boxes: Sequence[Box], now: float) -> TrackUpdate:
         """Feed one detection pass made on the frame at ``now`` (seconds)."""
         result = TrackUpdate()
         tracks = list(self.tracks.values())
@@ -111,7 +93,7 @@ class Tracker:
         self.tracks.clear()
         return ended
 
-    def _match(self, tracks: list[Track], boxes: list) -> list[tuple[Track, int]]:
+    def _match(self, tracks: list[Track], boxes: Sequence[Box]) -> list[tuple[Track, int]]:
         s = self.settings
         candidates = [
             (iou(t.box, b), ti, bi) for ti, t in enumerate(tracks) for bi, b in enumerate(boxes)
@@ -119,8 +101,8 @@ class Tracker:
         pairs: list[tuple[Track, int]] = []
         used_t: set[int] = set()
         used_b: set[int] = set()
-        for overlap, ti, bi in sorted(candidates, reverse=True):
-            if overlap < s.iou:
+        for score, ti, bi in sorted(candidates, reverse=True):
+            if score < s.iou:
                 break
             if ti not in used_t and bi not in used_b:
                 pairs.append((tracks[ti], bi))

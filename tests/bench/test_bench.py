@@ -21,6 +21,7 @@ from emopi.edge.bench import machine, probes, runs
 from emopi.edge.bench.report import SCHEMA
 from emopi.edge.cli import bench as bench_cli
 from emopi.edge.errors import EmopiError
+from emopi.edge.model_files import float_sibling
 
 STAGES = ("capture", "detect", "track", "classify", "smooth", "publish")
 MACHINE_KEYS = (
@@ -227,7 +228,7 @@ def test_parse_sweep_and_broker():
 
 def test_float_sibling_is_the_quantisers_name():
     path = Path("/m/emopi-fer-int8.tflite")
-    assert runs.float_sibling(path) == Path("/m/emopi-fer-int8-float32.tflite")
+    assert float_sibling(path) == Path("/m/emopi-fer-int8-float32.tflite")
 
 
 def test_progress_only_on_a_terminal():

@@ -12,7 +12,7 @@ import pytest
 
 from emopi.edge.contract import LABELS, ModelMetadata, metadata_path, write_metadata
 from emopi.edge.errors import EmopiError
-from emopi.edge.vision.classify import Classifier
+from emopi.edge.vision.classify import TFLiteClassifier
 
 
 def fer_faces(shared_data: Path, per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +52,7 @@ def float_model(tmp_path_factory) -> Path:
 
 def test_shipped_model_classifies_fer_faces_better_than_chance(model, shared_data):
     faces, labels = fer_faces(shared_data, per_class=20)
-    clf = Classifier(model, threads=1)
+    clf = TFLiteClassifier(model, threads=1)
     assert clf.in_q.quantized and clf.out_q.quantized  # the shipped model is int8
     probs = clf.predict(faces)
     assert probs.shape == (len(faces), len(LABELS)) and probs.dtype == np.float32
@@ -63,8 +63,8 @@ def test_shipped_model_classifies_fer_faces_better_than_chance(model, shared_dat
 
 def test_batched_and_per_face_inference_agree(model, shared_data):
     faces, _ = fer_faces(shared_data, per_class=2)
-    batched = Classifier(model, batch=True)
-    single = Classifier(model, batch=False)
+    batched = TFLiteClassifier(model, batch=True)
+    single = TFLiteClassifier(model, batch=False)
     assert batched.batching and not single.batching
     a = batched.predict(faces)
     assert batched.model._batch == len(faces)  # one invoke for all faces
@@ -77,7 +77,7 @@ def test_tiny_model_round_trip_through_interpreter_quantisation(tiny_int8_model)
     from tiny import synthetic_faces
 
     x, y = synthetic_faces(140, seed=3)
-    clf = Classifier(tiny_int8_model, threads=1, require_int8=True)
+    clf = TFLiteClassifier(tiny_int8_model, threads=1, require_int8=True)
     assert clf.in_q.scale == pytest.approx(clf.meta.input_quant["scale"])
     accuracy = float((clf.predict(x).argmax(axis=1) == y).mean())
     assert accuracy > 0.9, accuracy  # wrong (de)quantisation would wreck this
@@ -86,7 +86,7 @@ def test_tiny_model_round_trip_through_interpreter_quantisation(tiny_int8_model)
 def test_classify_crops_faces_from_a_frame(model):
     frame = np.full((240, 320), 90, np.uint8)
     frame[60:160, 100:200] = 200
-    clf = Classifier(model)
+    clf = TFLiteClassifier(model)
     faces = clf.faces(frame, [(100, 60, 100, 100), (0, 0, 320, 240)])
     assert faces.shape == (2, 48, 48) and faces.dtype == np.uint8
     assert clf.classify(frame, []).shape == (0, len(LABELS))
@@ -95,12 +95,12 @@ def test_classify_crops_faces_from_a_frame(model):
 
 
 def test_float_model_works_unless_int8_is_required(float_model):
-    clf = Classifier(float_model)
+    clf = TFLiteClassifier(float_model)
     assert not clf.in_q.quantized
     probs = clf.predict(np.zeros((3, 48, 48), np.uint8))
     assert probs.shape == (3, len(LABELS))
     with pytest.raises(EmopiError, match="is a float32 model but an int8 one is required") as err:
-        Classifier(float_model, require_int8=True)
+        TFLiteClassifier(float_model, require_int8=True)
     assert "\n" not in str(err.value)
 
 
@@ -108,10 +108,10 @@ def test_truncated_model_is_refused(model, tmp_path):
     broken = copy_model(model, tmp_path)
     broken.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     with pytest.raises(EmopiError, match="sha256 differs"):
-        Classifier(broken)
+        TFLiteClassifier(broken)
     edit_sidecar(broken, sha256="")  # no hash to compare: the interpreter must refuse it
     with pytest.raises(EmopiError, match=r"cannot load model .*m.tflite") as err:
-        Classifier(broken)
+        TFLiteClassifier(broken)
     assert "\n" not in str(err.value)
 
 
@@ -120,9 +120,9 @@ def test_non_tflite_file_is_refused(tmp_path, model):
     fake.write_text("just some text, not a flatbuffer\n")
     edit_sidecar(fake, sha256="")
     with pytest.raises(EmopiError, match="is not a TFLite model"):
-        Classifier(fake)
+        TFLiteClassifier(fake)
     with pytest.raises(EmopiError, match="does not exist"):
-        Classifier(tmp_path / "missing.tflite")
+        TFLiteClassifier(tmp_path / "missing.tflite")
 
 
 @pytest.mark.parametrize(
@@ -139,4 +139,4 @@ def test_sidecar_that_does_not_match_the_interpreter(model, tmp_path, changes, m
     copy = copy_model(model, tmp_path)
     edit_sidecar(copy, **changes)
     with pytest.raises(EmopiError, match=message):
-        Classifier(copy)
+        TFLiteClassifier(copy)

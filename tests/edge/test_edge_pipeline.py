@@ -15,8 +15,9 @@ from edgekit import noise_frames
 from emopi.edge.config import Config, SourceSettings
 from emopi.edge.contract import LABELS
 from emopi.edge.events import STAGES, EmotionEvent, SceneState
-from emopi.edge.pipeline import build_pipeline, normalise_box
-from emopi.edge.vision.classify import Classifier
+from emopi.edge.pipeline import build_pipeline
+from emopi.edge.vision.classify import TFLiteClassifier
+from emopi.edge.vision.geometry import normalise
 from emopi.edge.vision.sources import DemoSource, ImageFolderSource, OpenCVSource
 
 
@@ -120,7 +121,7 @@ def test_full_scans_only_do_as_well_on_the_video(model, video):
     assert {e.track_id for e in sink.events} == {1}
 
 
-def fer_scene(shared_data: Path, clf: Classifier) -> tuple[np.ndarray, np.ndarray]:
+def fer_scene(shared_data: Path, clf: TFLiteClassifier) -> tuple[np.ndarray, np.ndarray]:
     """The most clearly happy FER val face (per the model) that Haar finds on a canvas."""
     files = sorted((shared_data / "fer2013" / "val" / "happy").glob("*.jpg"))[:60]
     faces = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
@@ -139,7 +140,7 @@ def paste(face: np.ndarray, dx: int) -> np.ndarray:
 
 
 def test_image_folder_built_from_fer_two_visits(model, shared_data, tmp_path, event_validator):
-    clf = Classifier(model)
+    clf = TFLiteClassifier(model)
     happy, other = fer_scene(shared_data, clf)
     from emopi.edge.vision.detect import HaarDetector
 
@@ -212,6 +213,6 @@ def test_duration_limit_and_state_rate_limit(model):
 
 
 def test_normalised_boxes_stay_inside_the_frame():
-    assert normalise_box((-10, -10, 50, 50), 100, 100) == pytest.approx((0, 0, 0.4, 0.4))
-    x, y, w, h = normalise_box((80, 90, 50, 50), 100, 100)
+    assert normalise((-10, -10, 50, 50), 100, 100) == pytest.approx((0, 0, 0.4, 0.4))
+    x, y, w, h = normalise((80, 90, 50, 50), 100, 100)
     assert (x, y) == (0.8, 0.9) and x + w <= 1.0 and y + h <= 1.0

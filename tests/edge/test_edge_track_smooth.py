@@ -7,8 +7,9 @@ import pytest
 
 from emopi.edge.config import SmoothSettings, TrackSettings
 from emopi.edge.contract import LABELS
+from emopi.edge.vision.geometry import centroid_distance, iou, overlap
 from emopi.edge.vision.smooth import Smoother, TrackSmoother
-from emopi.edge.vision.track import Tracker, centroid_distance, iou
+from emopi.edge.vision.track import Tracker
 
 HAPPY, SAD, NEUTRAL = LABELS.index("happy"), LABELS.index("sad"), LABELS.index("neutral")
 
@@ -22,11 +23,15 @@ def onehot(k: int, p: float = 0.9) -> np.ndarray:
 # --------------------------------------------------------------------------- tracker
 
 
-def test_iou_and_centroid_distance():
+def test_box_geometry():
     assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
     assert iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
     assert centroid_distance((0, 0, 10, 10), (20, 0, 10, 10)) == pytest.approx(2.0)
+    # overlap is intersection over the smaller box: a box inside another scores 1
+    assert overlap((0, 0, 100, 100), (10, 10, 20, 20)) == 1.0
+    assert overlap((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(0.5)
+    assert overlap((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0
 
 
 def test_two_moving_faces_keep_their_ids():

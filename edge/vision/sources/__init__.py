@@ -1,21 +1,9 @@
 """Frame sources, and :func:`make_source`, which picks one from a ``--source`` spec.
 
-
-Every source yields :class:`Frame` objects with a 2-D uint8 grayscale image (what detection
-and classification use) and, when it is free, the BGR colour image (only for an annotated
-video or a preview window). Sources are opened with :func:`open_source`.
-
-Two clocks travel with each frame: ``ts`` is wall-clock time (for events) and ``mono`` is
-the frame's place on a monotonic timeline in seconds. For cameras ``mono`` is
-``time.monotonic()`` at capture; for files, folders and the demo it is the media time
-(``index / fps`` after the open time), so time-based logic downstream (track timeouts,
-smoothing dwell) behaves the same whether a file is processed at 30 or 300 frames a second.
-
-Live sources (cameras, URLs) read in a background thread that keeps only the newest frame
-(:class:`LatestFrame`): a slow consumer never works through stale frames, and every frame
-it could not take is counted in ``dropped``. Their iterators yield ``None`` when no frame
-arrived within ``poll`` seconds, so the consumer can still do its housekeeping (stats,
-timeouts, stop requests) while a camera is stalled or unplugged.
+* :mod:`.base`: the :class:`Frame` every source yields, its two clocks, the source protocol;
+* :mod:`.live`: cameras read by a grabber thread that keeps only the newest frame, picamera2;
+* :mod:`.media`: OpenCV captures (V4L2 devices, video files, URLs) and image folders;
+* :mod:`.demo`: the bundled animated portrait.
 """
 
 from __future__ import annotations
