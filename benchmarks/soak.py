@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from emopi.edge.mqtt.broker import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = (
     Path(os.environ.get("EMOPI_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -42,12 +44,6 @@ VIDEO = (
     / "liveportrait_d3.mp4"
 )
 LIMIT_MB = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_broker(folder: Path) -> tuple[subprocess.Popen, int] | None:
