@@ -248,7 +248,9 @@ def load_npz(path: str | Path) -> dict[str, Faces]:
         raise EmopiError(f"cannot read cache {path}: {exc}") from exc
     splits = {}
     for key in data.files:
-        if key.endswith("_x"):
+        if key.endswith("_bytes"):  # JPEG bytes packed by shared/tools/pack_fer_npz.py
+            splits[key[:-6]] = _packed_split(data, key[:-6], path)
+        elif key.endswith("_x"):
             split = key[:-2]
             x, y = data[key], data[f"{split}_y"]
             if x.ndim != 3 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE) or len(x) != len(y):
@@ -262,6 +264,32 @@ def load_npz(path: str | Path) -> dict[str, Faces]:
     if not splits:
         raise EmopiError(f"cache {path} holds no splits")
     return splits
+
+
+def _packed_split(data, split: str, path: Path) -> Faces:
+    """Decode one split of JPEG bytes with offsets (``S_bytes``, ``S_off``, ``S_y``, ``S_files``).
+
+    This is how the data travel to an accelerator machine: one file, a quarter of the size
+    of the decoded pixels, and the file names that align the teacher's soft labels.
+    """
+    import cv2
+
+    blob, offsets, labels = data[f"{split}_bytes"], data[f"{split}_off"], data[f"{split}_y"]
+    if len(offsets) != len(labels) + 1:
+        raise EmopiError(f"{path}: split {split} has {len(labels)} labels, {len(offsets)} offsets")
+    files = data[f"{split}_files"].astype(str) if f"{split}_files" in data.files else None
+    images: list[np.ndarray] = []
+    kept: list[int] = []
+    problems = _Problems()
+    for i in range(len(labels)):
+        image = cv2.imdecode(blob[offsets[i] : offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            problems.add(f"{path}[{split}][{i}]: undecodable image")
+            continue
+        images.append(prepare_face(image))
+        kept.append(i)
+    names = None if files is None else [str(files[i]) for i in kept]
+    return _faces(images, [int(labels[i]) for i in kept], f"{path}[{split}]", problems, names)
 
 
 def _fingerprint(path: Path) -> str:

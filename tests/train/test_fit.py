@@ -45,7 +45,8 @@ def test_run_folder_holds_config_versions_data_history_and_model(npz, tmp_path):
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["arch"] == "mini-xception"
     assert json.loads((run / "data.json").read_text())["train"]["images"] == 140
-    assert "tensorflow" in json.loads((run / "versions.json").read_text())
+    versions = json.loads((run / "versions.json").read_text())
+    assert versions["backend"] == "tensorflow" and versions["device"] == "cpu"
     assert 0.0 <= metrics["accuracy"] <= 1.0 and set(metrics["per_class_recall"]) >= {"disgust"}
     assert "epoch 1/1" in (run / "train.log").read_text()
     with pytest.raises(Exception, match="already exists; pass --resume"):
@@ -61,7 +62,7 @@ def test_resume_continues_after_an_interruption(npz, tmp_path, monkeypatch):
                 raise KeyboardInterrupt  # the session is cut off mid-run
 
     original = fit._callbacks
-    monkeypatch.setattr(fit, "_callbacks", lambda cfg, run: [*original(cfg, run), Crash()])
+    monkeypatch.setattr(fit, "_callbacks", lambda *args: [*original(*args), Crash()])
     cfg = config(npz, tmp_path, epochs=3, name="resumable", patience=0)
     run = new_run_dir(cfg)
     with pytest.raises(KeyboardInterrupt):
