@@ -25,6 +25,8 @@ log = logging.getLogger("emopi.train.data")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm"}
 #: Kaggle CSV ``Usage`` values and the split names used here.
 CSV_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+#: The one split of a class-folder tree without split folders: every image, not yet divided.
+UNSPLIT = "all"
 #: Folder names accepted for each split in a class-folder tree.
 TREE_SPLITS = {"train": ("train", "training"), "val": ("val", "valid", "validation", "test")}
 PIXELS = INPUT_SIZE * INPUT_SIZE
@@ -208,7 +210,11 @@ def load_folder(root: str | Path) -> Faces:
 
 
 def load_tree(root: str | Path) -> dict[str, Faces]:
-    """Load ``root/train`` and ``root/val`` (or ``test``) class-folder trees."""
+    """Load ``root/train`` and ``root/val`` (or ``test``) class-folder trees.
+
+    A tree of class folders alone comes back as the :data:`UNSPLIT` split: evaluation uses
+    every image of it, training carves its val out of it.
+    """
     root = Path(root)
     out = {}
     for split, names in TREE_SPLITS.items():
@@ -217,7 +223,7 @@ def load_tree(root: str | Path) -> dict[str, Faces]:
                 out[split] = load_folder(root / name)
                 break
     if not out:
-        out["train"] = load_folder(root)
+        out[UNSPLIT] = load_folder(root)
     return out
 
 

@@ -26,7 +26,7 @@ from emopi.edge import __version__
 from emopi.edge.contract import LABELS
 from emopi.edge.errors import EmopiError
 from emopi.train.augment import AugmentConfig
-from emopi.train.data import Faces, load_data
+from emopi.train.data import UNSPLIT, Faces, load_data
 
 log = logging.getLogger("emopi.train")
 
@@ -103,9 +103,9 @@ def class_weights(y: np.ndarray, mode: str) -> np.ndarray | None:
 
 def split_data(splits: dict[str, Faces], val_fraction: float, seed: int) -> tuple[Faces, Faces]:
     """Train and val splits; carve a stratified val out of train when there is none."""
-    if "train" not in splits:
+    train = splits.get("train", splits.get(UNSPLIT))
+    if train is None:
         raise EmopiError("the data has no training split")
-    train = splits["train"]
     if "val" in splits:
         return train, splits["val"]
     rng = np.random.default_rng(seed)
@@ -379,14 +379,6 @@ def predict_probs(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 def evaluate_arrays(model, faces: Faces) -> dict:
     """Accuracy, macro F1 and per-class recall of a Keras model on ``faces``."""
-    from sklearn.metrics import f1_score, recall_score
+    from emopi.train.scores import scores
 
-    pred = predict_probs(model, faces.x).argmax(axis=1)
-    labels = list(range(len(LABELS)))
-    recall = recall_score(faces.y, pred, labels=labels, average=None, zero_division=0)
-    return {
-        "accuracy": float((pred == faces.y).mean()),
-        "macro_f1": float(f1_score(faces.y, pred, labels=labels, average="macro", zero_division=0)),
-        "per_class_recall": {lab: float(r) for lab, r in zip(LABELS, recall, strict=True)},
-        "val_images": len(faces),
-    }
+    return {**scores(faces.y, predict_probs(model, faces.x)), "val_images": len(faces)}

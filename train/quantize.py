@@ -33,6 +33,7 @@ from emopi.edge.contract import (
 from emopi.edge.errors import EmopiError
 from emopi.edge.vision.classify import TFLiteModel
 from emopi.train.data import Faces
+from emopi.train.scores import per_class_recall
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,10 @@ def latency_ms(model: TFLiteModel, face: np.ndarray) -> float:
 
 def _stats(probs: np.ndarray, y: np.ndarray) -> dict:
     pred = probs.argmax(axis=1)
-    recall = {
-        label: float((pred[y == i] == i).mean()) if (y == i).any() else 0.0
-        for i, label in enumerate(LABELS)
-    }
     share = np.bincount(pred, minlength=len(LABELS)) / max(1, len(pred))
     return {
         "accuracy": float((pred == y).mean()),
-        "per_class_recall": recall,
+        "per_class_recall": per_class_recall(y, pred),
         "prediction_share": {label: float(s) for label, s in zip(LABELS, share, strict=True)},
     }
 

@@ -33,7 +33,8 @@ import numpy as np
 from emopi.edge import __version__
 from emopi.edge.contract import LABELS, prepare_face, read_metadata
 from emopi.edge.errors import EmopiError
-from emopi.train.data import Faces, load_data
+from emopi.train.data import UNSPLIT, Faces, load_data
+from emopi.train.scores import per_class_recall
 
 log = logging.getLogger("emopi.train.report")
 
@@ -118,15 +119,21 @@ def _tflite_model(path: Path) -> EvalModel:
 # --------------------------------------------------------------------------- data
 
 
-def select_split(splits: dict[str, Faces], split: str, run: Path | None) -> Faces:
-    """The requested split; a missing ``val`` is carved out of train exactly as training did."""
+def select_split(splits: dict[str, Faces], split: str, run: Path | None) -> tuple[str, Faces]:
+    """The requested split and its name in the report.
+
+    A tree without split folders is evaluated whole; a missing ``val`` is carved out of
+    ``train`` exactly as training did.
+    """
     if split in splits:
-        return splits[split]
+        return split, splits[split]
+    if set(splits) == {UNSPLIT}:
+        return f"{UNSPLIT} (no split folders: every image)", splits[UNSPLIT]
     if split == "val" and "train" in splits:
         from emopi.train.fit import TrainConfig, split_data
 
         cfg = TrainConfig.from_json(run / "config.json") if run else TrainConfig(data="")
-        return split_data(splits, cfg.val_fraction, cfg.seed)[1]
+        return "val (carved out of train)", split_data(splits, cfg.val_fraction, cfg.seed)[1]
     raise EmopiError(f"the data has no {split!r} split (it has: {', '.join(sorted(splits))})")
 
 
@@ -168,6 +175,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
         "accuracy": float((pred == y).mean()),
         "macro_f1": float(table["macro avg"]["f1-score"]),
         "weighted_f1": float(table["weighted avg"]["f1-score"]),
+        "per_class_recall": per_class_recall(y, pred),
         "classification_report": table,
         "confusion_matrix": {
             "labels": list(LABELS),
@@ -522,18 +530,18 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if not args.data:
         raise EmopiError("pass --data DATA (a fer2013.csv, a class-folder tree or an .npz)")
     model = load_eval_model(args.model)
-    faces = select_split(load_data(args.data, args.cache_dir), args.split, model.run)
+    split, faces = select_split(load_data(args.data, args.cache_dir), args.split, model.run)
     history = read_history(model.run / "history.csv") if model.run else None
     train_counts = None
     if model.run and (model.run / "data.json").is_file():
         train_counts = json.loads((model.run / "data.json").read_text())["train"]["per_class"]
     out = Path(args.out) if args.out else _default_out(model)
     report = write_report(
-        model, faces, out, split=args.split, history=history, train_counts=train_counts
+        model, faces, out, split=split, history=history, train_counts=train_counts
     )
     print(
         f"{model.path}: accuracy {report['accuracy']:.2%}, macro F1 {report['macro_f1']:.3f}, "
-        f"weighted F1 {report['weighted_f1']:.3f} on {len(faces)} {args.split} faces "
+        f"weighted F1 {report['weighted_f1']:.3f} on {len(faces)} faces of split {split} "
         f"-> {out / 'report.md'}"
     )
     return 0

@@ -134,6 +134,20 @@ def test_split_carved_out_of_train_when_data_has_no_val(tiny_int8_model, tmp_pat
     assert report["data"]["images"] == 14 and "held-out" in report["data"]["source"]
 
 
+def test_tree_without_split_folders_is_evaluated_whole(tiny_int8_model, tmp_path, capsys):
+    import cv2
+
+    x, y = synthetic_faces(35, seed=3)
+    for i, (face, label) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "faces" / LABELS[label]).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "faces" / LABELS[label] / f"{i}.png"), face)
+    out = tmp_path / "report"
+    assert evaluate(str(tiny_int8_model), "--data", str(tmp_path / "faces"), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["images"] == 35 and report["data"]["split"].startswith("all")
+    assert "on 35 faces of split all (no split folders: every image)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
