@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from emopi.edge.errors import EmopiError
+from emopi.edge.bounds import invalid, label, setting, validate_tree
+from emopi.edge.errors import ConfigError
 from emopi.edge.mqtt.settings import PASSWORD_ENV, MqttSettings
 
 if sys.version_info >= (3, 11):
@@ -44,98 +45,63 @@ SYSTEM_STATE_DIR = Path("/var/lib/emopi")
 RESERVED_ENV = frozenset({CONFIG_ENV, PASSWORD_ENV, "EMOPI_SHARED_DATA"})
 
 
-class ConfigError(EmopiError):
-    """A config value that is invalid; the message names the file, variable or flag."""
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 @dataclass
 class SourceSettings:
     """Where frames come from (``--source``)."""
 
     spec: str = "auto"  # auto | picamera2 | demo | N | /dev/videoN | FILE | DIR | rtsp://...
-    width: int = 640  # capture size requested from cameras (picamera2 lores, V4L2)
-    height: int = 480
-    fps: float = 30.0  # camera frame rate; pacing rate of the demo and of image folders
+    width: int = setting(640, 16, 4096)  # capture size asked of cameras (picamera2 lores, V4L2)
+    height: int = setting(480, 16, 4096)
+    fps: float = setting(30.0, 0, 240, low_open=True)  # camera rate; pace of demo and folders
     realtime: bool = False  # files/folders: pace at their fps instead of as fast as possible
     loop: bool = False  # files/folders: start again at the end
-    reconnect_min: float = 0.5  # cameras: first wait (s) before reopening a failing camera...
-    reconnect_max: float = 10.0  # ...doubling after each failed attempt up to this
+    # cameras: first wait (s) before reopening a failing camera, doubling up to reconnect_max
+    reconnect_min: float = setting(0.5, 0.01, 600, unit="s")
+    reconnect_max: float = setting(10.0, 0.01, 600, unit="s")
 
-    def validate(self) -> None:
-        _require(bool(self.spec.strip()), "[source] spec must not be empty")
-        _require(
-            0.01 <= self.reconnect_min <= 600,
-            f"[source] reconnect_min must be 0.01..600 s, not {self.reconnect_min}",
-        )
-        _require(
-            self.reconnect_min <= self.reconnect_max <= 600,
-            f"[source] reconnect_max must be reconnect_min..600 s, not {self.reconnect_max}",
-        )
-        _require(16 <= self.width <= 4096, f"[source] width must be 16..4096, not {self.width}")
-        _require(16 <= self.height <= 4096, f"[source] height must be 16..4096, not {self.height}")
-        _require(0 < self.fps <= 240, f"[source] fps must be in (0, 240], not {self.fps}")
+    def cross_check(self) -> None:
+        if not self.spec.strip():
+            raise invalid("source.spec", "must not be empty")
+        if self.reconnect_max < self.reconnect_min:
+            raise invalid(
+                "source.reconnect_max",
+                f"must be at least reconnect_min ({self.reconnect_min:g} s), "
+                f"not {self.reconnect_max:g}",
+            )
 
 
 @dataclass
 class DetectSettings:
     """Haar face detection. Sizes are pixels of the downscaled detection frame."""
 
-    width: int = 320  # frames are downscaled to this width before detection
-    every: int = 5  # run the detector every N frames; the tracker holds boxes in between
-    full_every: int = 3  # with faces tracked, only every Nth pass scans the whole frame;
-    # the others look just around the tracked faces (much cheaper). 1 = always full scans
-    scale_factor: float = 1.1
-    min_neighbors: int = 5
-    min_size: int = 30  # smallest face, px at `width` (30 of 320 = 9% of the frame width)
+    width: int = setting(320, 64, 4096)  # frames are downscaled to this width first
+    every: int = setting(5, 1, 100)  # detect every N frames; the tracker holds boxes between
+    # with faces tracked, only every Nth pass scans the whole frame; the others look just
+    # around the tracked faces (much cheaper). 1 = always full scans
+    full_every: int = setting(3, 1, 100)
+    scale_factor: float = setting(1.1, 1.01, 2.0)
+    min_neighbors: int = setting(5, 0, 50)
+    min_size: int = setting(30, 0)  # smallest face, px at `width` (30 of 320 = 9% of it)
     cascade: str = "haarcascade_frontalface_default.xml"
     confirm_cascade: str = ""  # optional second cascade a face must also match, e.g. *_alt2
 
-    def validate(self) -> None:
-        _require(64 <= self.width <= 4096, f"[detect] width must be 64..4096, not {self.width}")
-        _require(1 <= self.every <= 100, f"[detect] every must be 1..100, not {self.every}")
-        _require(
-            1 <= self.full_every <= 100,
-            f"[detect] full_every must be 1..100, not {self.full_every}",
-        )
-        _require(
-            1.01 <= self.scale_factor <= 2.0,
-            f"[detect] scale_factor must be 1.01..2.0, not {self.scale_factor}",
-        )
-        _require(
-            0 <= self.min_neighbors <= 50,
-            f"[detect] min_neighbors must be 0..50, not {self.min_neighbors}",
-        )
-        _require(
-            0 <= self.min_size < self.width,
-            f"[detect] min_size must be 0..width-1, not {self.min_size}",
-        )
-        _require(bool(self.cascade), "[detect] cascade must not be empty")
+    def cross_check(self) -> None:
+        if self.min_size >= self.width:
+            raise invalid(
+                "detect.min_size", f"must be below width ({self.width}), not {self.min_size}"
+            )
+        if not self.cascade:
+            raise invalid("detect.cascade", "must not be empty")
 
 
 @dataclass
 class TrackSettings:
     """IoU/centroid tracking between and across detections."""
 
-    iou: float = 0.3  # minimum overlap to continue a track
-    max_distance: float = 0.6  # else: centroid distance, as a fraction of the box side
-    min_hits: int = 2  # detections before a track is confirmed (and `new` is emitted)
-    timeout: float = 1.5  # seconds without a detection before a track ends
-
-    def validate(self) -> None:
-        _require(0 < self.iou <= 1, f"[track] iou must be in (0, 1], not {self.iou}")
-        _require(
-            0 <= self.max_distance <= 5,
-            f"[track] max_distance must be 0..5, not {self.max_distance}",
-        )
-        _require(1 <= self.min_hits <= 100, f"[track] min_hits must be 1..100, not {self.min_hits}")
-        _require(
-            0 < self.timeout <= 600, f"[track] timeout must be in (0, 600] s, not {self.timeout}"
-        )
+    iou: float = setting(0.3, 0, 1, low_open=True)  # minimum overlap to continue a track
+    max_distance: float = setting(0.6, 0, 5)  # else centroid distance, in box sides
+    min_hits: int = setting(2, 1, 100)  # detections before a track is confirmed (`new`)
+    timeout: float = setting(1.5, 0, 600, low_open=True, unit="s")  # no detection: it ends
 
 
 @dataclass
@@ -143,39 +109,27 @@ class ClassifySettings:
     """The int8 TFLite emotion model."""
 
     model: str = ""  # "" = the model shipped in the package
-    threads: int = 1  # CPU threads for the interpreter and for OpenCV
-    every: int = 1  # classify tracked faces every N frames
+    threads: int = setting(1, 1, 64)  # CPU threads for the interpreter and for OpenCV
+    every: int = setting(1, 1, 100)  # classify tracked faces every N frames
     batch: bool = True  # one invoke for all faces of a frame, when the model allows
     require_int8: bool = False  # refuse float models
-
-    def validate(self) -> None:
-        _require(1 <= self.threads <= 64, f"[classify] threads must be 1..64, not {self.threads}")
-        _require(1 <= self.every <= 100, f"[classify] every must be 1..100, not {self.every}")
 
 
 @dataclass
 class SmoothSettings:
     """Per-track smoothing of class probabilities, with hysteresis on the emitted emotion."""
 
-    tau: float = 0.3  # EMA time constant, seconds (about 0.1 weight per frame at 30 fps)
-    margin: float = 0.15  # a new emotion must lead the current one by this much...
-    dwell: float = 0.5  # ...for at least this many seconds before it is emitted
-
-    def validate(self) -> None:
-        _require(0 <= self.tau <= 60, f"[smooth] tau must be 0..60 s, not {self.tau}")
-        _require(0 <= self.margin < 1, f"[smooth] margin must be in [0, 1), not {self.margin}")
-        _require(0 <= self.dwell <= 60, f"[smooth] dwell must be 0..60 s, not {self.dwell}")
+    tau: float = setting(0.3, 0, 60, unit="s")  # EMA time constant (~0.1 weight/frame at 30 fps)
+    margin: float = setting(0.15, 0, 1, high_open=True)  # a new emotion must lead by this...
+    dwell: float = setting(0.5, 0, 60, unit="s")  # ...for at least this long to be emitted
 
 
 @dataclass
 class MetricsSettings:
     """Prometheus metrics over HTTP."""
 
-    port: int = 0  # 0 = off; e.g. 9108
+    port: int = setting(0, 0, 65535)  # 0 = off; e.g. 9108
     host: str = "127.0.0.1"  # "0.0.0.0" to let a Prometheus server on the LAN scrape it
-
-    def validate(self) -> None:
-        _require(0 <= self.port < 65536, f"[metrics] port must be 0..65535, not {self.port}")
 
 
 @dataclass
@@ -191,14 +145,15 @@ class Config:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def validate(self) -> None:
-        _require(
-            all(c.isalnum() or c in "-_." for c in self.device_id),
-            f"device_id may only hold letters, digits, '-', '_' and '.', not {self.device_id!r}",
-        )
-        for section in (self.source, self.detect, self.track, self.classify, self.smooth):
-            section.validate()
-        self.metrics.validate()
-        self.mqtt.validate()
+        """Raise :class:`ConfigError` for the first setting out of bounds or inconsistent."""
+        validate_tree(self)
+
+    def cross_check(self) -> None:
+        if not all(c.isalnum() or c in "-_." for c in self.device_id):
+            raise invalid(
+                "device_id",
+                f"may only hold letters, digits, '-', '_' and '.', not {self.device_id!r}",
+            )
 
     @property
     def resolved_device_id(self) -> str:
@@ -255,6 +210,18 @@ def exposed_secrets(cfg: Config, path: Path | None) -> list[str]:
 # --------------------------------------------------------------------------- merging layers
 
 
+#: Where each setting got its value: dotted key -> origin ("config PATH", "environment VAR",
+#: "--flag" or "command line"), so that a later check can name what the user typed.
+Origins = dict[str, str]
+
+
+def _located(origin: str, key: str, problem: str) -> ConfigError:
+    """``--threads must be ...`` for a flag, else ``ORIGIN: [classify] threads must be ...``."""
+    if origin.startswith("--"):
+        return ConfigError(f"{origin} {problem}", key=key, problem=problem)
+    return ConfigError(f"{origin}: {label(key)} {problem}", key=key, problem=problem)
+
+
 def _type_name(kind: type) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         kind, kind.__name__
@@ -270,34 +237,45 @@ def _coerce(value: Any, default: Any, key: str, origin: str) -> Any:
         return "5" if value == 5 else str(value)  # `protocol = 5` written without quotes
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
-    raise ConfigError(f"{origin}: {key} must be {_type_name(kind)}, not {value!r}")
+    raise _located(origin, key, f"must be {_type_name(kind)}, not {value!r}")
 
 
-def _label(path: tuple[str, ...]) -> str:
-    return f"[{'.'.join(path[:-1])}] {path[-1]}" if len(path) > 1 else path[0]
-
-
-def _unknown(name: str, known: list[str], section: tuple[str, ...], origin: str) -> ConfigError:
+def _unknown(name: str, known: list[str], section: str, origin: str) -> ConfigError:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-    where = f"[{'.'.join(section)}] " if section else ""
+    where = f"[{section}] " if section else ""
     return ConfigError(f"{origin}: unknown key {where}{name}{hint}")
 
 
-def _merge(target: Any, data: Mapping[str, Any], origin: str, section: tuple[str, ...]) -> None:
-    """Set fields of the dataclass ``target`` from ``data``, checking names and types."""
-    known = {f.name: f for f in fields(target)}
+def _merge(
+    target: Any, data: Mapping[str, Any], origin: str, origins: Origins, section: str = ""
+) -> None:
+    """Set fields of the dataclass ``target`` from ``data``, checking names and types.
+
+    Every section, ``[mqtt]`` and ``[mqtt.tls]`` included, goes through here.
+    """
+    known = [f.name for f in fields(target)]
     for name, value in data.items():
         if name not in known:
-            raise _unknown(name, list(known), section, origin)
+            raise _unknown(name, known, section, origin)
         current = getattr(target, name)
-        path = (*section, name)
+        key = f"{section}.{name}" if section else name
         if is_dataclass(current):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{origin}: [{'.'.join(path)}] must be a table")
-            _merge(current, value, origin, path)
+                raise ConfigError(f"{origin}: [{key}] must be a table")
+            _merge(current, value, origin, origins, key)
         else:
-            setattr(target, name, _coerce(value, current, _label(path), origin))
+            setattr(target, name, _coerce(value, current, key, origin))
+            origins[key] = origin
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    """``("mqtt.tls.ca_file", v)`` -> ``{"mqtt": {"tls": {"ca_file": v}}}``."""
+    *sections, name = key.split(".")
+    nested: dict[str, Any] = {name: value}
+    for part in reversed(sections):
+        nested = {part: nested}
+    return nested
 
 
 def _parse_env_value(text: str) -> Any:
@@ -328,20 +306,19 @@ def _env_path(cfg: Config, name: str) -> tuple[str, ...] | None:
         node, path, name = getattr(node, sub), (*path, sub), name[len(sub) + 1 :]
 
 
-def _env_layer(cfg: Config, env: Mapping[str, str]) -> None:
+def _env_layer(cfg: Config, env: Mapping[str, str], origins: Origins) -> None:
     for var in sorted(env):
         if not var.startswith("EMOPI_") or var in RESERVED_ENV:
             continue
         path = _env_path(cfg, var[len("EMOPI_") :].lower())
         if path is None:
             continue
-        nested: dict[str, Any] = {path[-1]: _parse_env_value(env[var])}
-        for part in reversed(path[:-1]):
-            nested = {part: nested}
-        _merge(cfg, nested, f"environment {var}", ())
+        _merge(
+            cfg, _nested(".".join(path), _parse_env_value(env[var])), f"environment {var}", origins
+        )
 
 
-def _toml_layer(cfg: Config, path: Path) -> None:
+def _toml_layer(cfg: Config, path: Path, origins: Origins) -> None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -350,7 +327,7 @@ def _toml_layer(cfg: Config, path: Path) -> None:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
-    _merge(cfg, data, f"config {path}", ())
+    _merge(cfg, data, f"config {path}", origins)
 
 
 def config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
@@ -366,27 +343,28 @@ def load_config(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Config:
     """Defaults, then the TOML file, then ``EMOPI_*`` variables, then ``overrides``.
 
     ``overrides`` maps dotted keys (``"detect.every"``, ``"mqtt.tls.ca_file"``) to values from
-    command-line flags; ``None`` values mean "flag not given" and are skipped.
+    command-line flags; ``None`` values mean "flag not given" and are skipped. ``flags`` maps
+    the same keys to the flag the user typed (``"--detect-every"``), so that an error about
+    such a value names the flag rather than the config key.
     """
     cfg = Config()
+    origins: Origins = {}
     if path is not None:
-        _toml_layer(cfg, Path(path))
-    _env_layer(cfg, os.environ if env is None else env)
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        nested: dict[str, Any] = {dotted.split(".")[-1]: value}
-        for part in reversed(dotted.split(".")[:-1]):
-            nested = {part: nested}
-        _merge(cfg, nested, "command line", ())
+        _toml_layer(cfg, Path(path), origins)
+    _env_layer(cfg, os.environ if env is None else env, origins)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _merge(cfg, _nested(key, value), (flags or {}).get(key, "command line"), origins)
     try:
         cfg.validate()
-    except ConfigError:
-        raise
-    except EmopiError as exc:  # MqttSettings.validate raises plain EmopiError
-        raise ConfigError(str(exc)) from None
+    except ConfigError as exc:
+        origin = origins.get(exc.key)
+        if origin is None:  # a default, or a rule over several settings
+            raise
+        raise _located(origin, exc.key, exc.problem) from None
     return cfg

@@ -9,7 +9,15 @@ class EmopiError(Exception):
     exit_code = 2
 
 
-class NotImplementedYet(EmopiError):
-    """A sub-command that a later release fills in."""
+class ConfigError(EmopiError):
+    """An invalid setting; the message names the file, variable or flag it came from.
 
-    exit_code = 3
+    When one setting is at fault, ``key`` is its dotted name (``detect.every``) and
+    ``problem`` the message without the name (``must be 1..100, not 0``), so the caller can
+    name the setting the way the user wrote it.
+    """
+
+    def __init__(self, message: str, key: str = "", problem: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.problem = problem

@@ -1,4 +1,4 @@
-"""The `emopi` CLI shell: help, version, unimplemented commands, doctor, import hygiene."""
+"""The `emopi` CLI shell: help, version, errors and --debug, doctor, import hygiene."""
 
 from __future__ import annotations
 
@@ -28,11 +28,26 @@ def test_each_subcommand_has_help():
 
 
 def test_importing_edge_never_imports_tensorflow():
+    """Every module of the Pi runtime, and the parser with its plugins' registration."""
     imports = (
-        "import emopi.edge, emopi.edge.contract, emopi.edge.cli, emopi.edge.cli.doctor\n"
-        "from emopi.edge.cli import build_parser; build_parser()"
+        "import importlib, pkgutil, emopi.edge\n"
+        "for m in pkgutil.walk_packages(emopi.edge.__path__, 'emopi.edge.'):\n"
+        "    if not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
     )
-    assert modules_loaded(imports, ("tensorflow", "keras")) == []
+    loaded = modules_loaded(imports, ("emopi", "tensorflow", "keras"))
+    assert "emopi.edge.vision.sources.live" in loaded and "emopi.edge.mqtt.sink" in loaded
+    assert [m for m in loaded if m.startswith(("tensorflow", "keras", "emopi.train"))] == []
+    parser = "from emopi.edge.cli import build_parser; build_parser()"  # plugins register too
+    assert modules_loaded(parser, ("tensorflow", "keras")) == []
+
+
+def test_debug_keeps_the_exit_status_and_adds_the_traceback(tmp_path):
+    args = ("run", "--config", str(tmp_path / "missing.toml"), "--source", "demo")
+    plain, debug = run_cli(*args), run_cli("--debug", *args)
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" not in plain.stderr and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
 
 
 def test_doctor_tells_the_truth_about_this_machine():

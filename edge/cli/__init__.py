@@ -13,11 +13,12 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from emopi.edge import __version__
-from emopi.edge.errors import EmopiError, NotImplementedYet
+from emopi.edge.errors import EmopiError
 
 #: Edge sub-command modules; each exposes ``register(subparsers)``.
 EDGE_COMMANDS: tuple[str, ...] = (
@@ -26,17 +27,6 @@ EDGE_COMMANDS: tuple[str, ...] = (
     "emopi.edge.cli.bench",
     "emopi.edge.cli.doctor",
 )
-
-Handler = Callable[[argparse.Namespace], int | None]
-
-
-def not_implemented(name: str, issue: str) -> Handler:
-    """Handler for a sub-command that a later release fills in."""
-
-    def handler(_args: argparse.Namespace) -> int:
-        raise NotImplementedYet(f"`emopi {name}` is not implemented yet (tracked in {issue})")
-
-    return handler
 
 
 def _plugin_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
@@ -82,18 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EmopiError as exc:
-        if debug:
-            raise
-        print(f"emopi {args.command}: error: {exc}", file=sys.stderr)
+        _report(f"emopi {args.command}: error: {exc}", debug)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # last resort: one line, the traceback only with --debug
-        if debug:
-            raise
-        print(
-            f"emopi {args.command}: internal error: {type(exc).__name__}: {exc} "
-            "(rerun with --debug for the traceback)",
-            file=sys.stderr,
+        _report(
+            f"emopi {args.command}: internal error: {type(exc).__name__}: {exc}"
+            + ("" if debug else " (rerun with --debug for the traceback)"),
+            debug,
         )
         return 1
+
+
+def _report(line: str, debug: bool) -> None:
+    """The one-line error; ``--debug`` adds the traceback, the exit status stays the same."""
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(line, file=sys.stderr)

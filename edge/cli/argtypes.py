@@ -1,9 +1,10 @@
-"""argparse value types shared by the CLI sub-commands (standard library only)."""
+"""argparse helpers shared by the CLI sub-commands (standard library only)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -29,3 +30,18 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, not {value}")
     return value
+
+
+def config_overrides(
+    args: argparse.Namespace, keys: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config values that flags set, and the flag that set each.
+
+    ``keys`` maps a dotted config key to the argparse ``dest`` of its flag
+    (``{"detect.every": "detect_every"}``). The first dict is ``load_config``'s ``overrides``
+    (``None`` for a flag not given), the second its ``flags`` (``--detect-every``), so an
+    error about such a value names the flag the user typed.
+    """
+    values = {key: getattr(args, dest) for key, dest in keys.items()}
+    flags = {key: "--" + dest.replace("_", "-") for key, dest in keys.items()}
+    return values, flags

@@ -22,10 +22,18 @@ from emopi.edge.bench.runs import (
     run_pipeline,
     run_synthetic,
 )
-from emopi.edge.cli.argtypes import count
+from emopi.edge.cli.argtypes import config_overrides, count
 from emopi.edge.errors import EmopiError
 
 SWEEP_KEYS = {"threads": "classify.threads", "detect-width": "detect.width"}
+#: Config keys that flags of `emopi bench` set, and each flag's argparse dest.
+FLAG_KEYS = {
+    "source.spec": "source",
+    "classify.model": "model",
+    "classify.threads": "threads",
+    "detect.every": "detect_every",
+    "detect.width": "detect_width",
+}
 
 
 def parse_sweep(text: str) -> tuple[str, list[int]]:
@@ -47,16 +55,11 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
 def load_bench_config(args: argparse.Namespace) -> Any:
     from emopi.edge.config import config_path, load_config
 
-    synthetic = (args.source or "").strip().lower() == "synthetic"
-    overrides = {
-        "source.spec": None if synthetic else args.source,
-        "source.loop": True,  # files shorter than warm-up + frames start again
-        "classify.model": args.model,
-        "classify.threads": args.threads,
-        "detect.every": args.detect_every,
-        "detect.width": args.detect_width,
-    }
-    return load_config(config_path(args.config, os.environ), os.environ, overrides)
+    overrides, flags = config_overrides(args, FLAG_KEYS)
+    if args.source == "synthetic":
+        overrides["source.spec"] = None  # the model alone: no source to configure
+    overrides["source.loop"] = True  # files shorter than warm-up + frames start again
+    return load_config(config_path(args.config, os.environ), os.environ, overrides, flags)
 
 
 def plans(args: argparse.Namespace, cfg: Any) -> tuple[list[RunPlan], str | None]:

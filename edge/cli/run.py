@@ -5,29 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Any
 
-from emopi.edge.cli.argtypes import count, positive_float
+from emopi.edge.cli.argtypes import config_overrides, count, positive_float
 
-
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Config keys set by flags; ``None`` means the flag was not given."""
-    return {
-        "source.spec": args.source,
-        "source.realtime": args.realtime,
-        "source.loop": args.loop,
-        "classify.model": args.model,
-        "classify.threads": args.threads,
-        "detect.every": args.detect_every,
-        "device_id": args.device_id,
-        "metrics.port": args.metrics_port,
-        "mqtt.host": args.mqtt_host,
-        "mqtt.port": args.mqtt_port,
-        "mqtt.username": args.mqtt_username,
-        "mqtt.password_file": args.mqtt_password_file,
-        "mqtt.tls.ca_file": args.mqtt_ca_file,
-        "mqtt.topic_prefix": args.mqtt_topic_prefix,
-    }
+#: Config keys that flags of `emopi run` set, and each flag's argparse dest.
+FLAG_KEYS = {
+    "source.spec": "source",
+    "source.realtime": "realtime",
+    "source.loop": "loop",
+    "classify.model": "model",
+    "classify.threads": "threads",
+    "detect.every": "detect_every",
+    "device_id": "device_id",
+    "metrics.port": "metrics_port",
+    "mqtt.host": "mqtt_host",
+    "mqtt.port": "mqtt_port",
+    "mqtt.username": "mqtt_username",
+    "mqtt.password_file": "mqtt_password_file",
+    "mqtt.tls.ca_file": "mqtt_ca_file",
+    "mqtt.topic_prefix": "mqtt_topic_prefix",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
     path = config_path(args.config, os.environ)
-    cfg = load_config(path, os.environ, overrides(args))
+    cfg = load_config(path, os.environ, *config_overrides(args, FLAG_KEYS))
     options = RunOptions(
         preview=args.preview,
         annotate=args.annotate,

@@ -131,11 +131,6 @@ class MqttSink:
         return self._is_connected.is_set()
 
     @property
-    def last_error(self) -> str | None:
-        """Why the last connection attempt failed (None while connected)."""
-        return self._error
-
-    @property
     def refused(self) -> bool:
         """The broker rejected our credentials: retrying will not help (fail fast on this)."""
         return self._refused

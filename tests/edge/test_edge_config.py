@@ -10,7 +10,8 @@ import pytest
 from helpers import run_cli
 
 from emopi.edge.assets import ASSETS
-from emopi.edge.config import Config, ConfigError, default_state_dir, load_config
+from emopi.edge.config import Config, default_state_dir, load_config
+from emopi.edge.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,10 +91,33 @@ def test_env_and_flag_errors_name_their_origin(tmp_path):
         load_config(None, {"EMOPI_DETECT_EVRY": "3"})
     with pytest.raises(ConfigError, match=r"command line: \[classify\] threads must be an"):
         load_config(None, {}, {"classify.threads": "many"})
-    with pytest.raises(ConfigError, match=r"threads must be 1..64, not 0"):
+    with pytest.raises(
+        ConfigError, match=r"^command line: \[classify\] threads must be 1..64, not 0$"
+    ):
         load_config(None, {}, {"classify.threads": 0})
+    # with the flag's name known, the error names what the user typed
+    with pytest.raises(ConfigError, match=r"^--threads must be 1..64, not 0$"):
+        load_config(None, {}, {"classify.threads": 0}, {"classify.threads": "--threads"})
+    with pytest.raises(
+        ConfigError, match=r"^environment EMOPI_DETECT_EVERY: \[detect\] every must"
+    ):
+        load_config(None, {"EMOPI_DETECT_EVERY": "0"})
+    # a rule over two settings names the one the user set, where it was set
+    with pytest.raises(ConfigError, match=r"^--mqtt-password-file is set but username is empty$"):
+        load_config(
+            None,
+            {},
+            {"mqtt.password_file": "/etc/hostname"},
+            {"mqtt.password_file": "--mqtt-password-file"},
+        )
     with pytest.raises(ConfigError, match=r"config file .* does not exist"):
         load_config(tmp_path / "nope.toml", {})
+
+
+def test_a_bad_flag_value_is_named_as_typed():
+    out = run_cli("run", "--source", "demo", "--threads", "0", env={"EMOPI_CONFIG": ""})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["emopi run: error: --threads must be 1..64, not 0"]
 
 
 def test_bad_config_through_the_cli_is_one_line_without_traceback(tmp_path):

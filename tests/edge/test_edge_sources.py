@@ -25,8 +25,14 @@ from emopi.edge.vision.sources import (
     OpenCVSource,
     PiCamera2Source,
     make_source,
-    open_source,
 )
+
+
+def open_source(spec: str, settings: SourceSettings | None = None, want_color: bool = False):
+    source = make_source(spec, settings or SourceSettings(), want_color)
+    source.open()
+    return source
+
 
 # --------------------------------------------------------------------------- fake picamera2
 

@@ -39,18 +39,7 @@ __all__ = [
     "OpenCVSource",
     "PiCamera2Source",
     "make_source",
-    "open_source",
 ]
-
-
-def open_source(
-    spec: str, settings: SourceSettings | None = None, want_color: bool = False
-) -> BaseSource:
-    """Build and open the source named by ``spec`` (see ``emopi run --help``)."""
-    settings = settings or SourceSettings()
-    source = make_source(spec, settings, want_color)
-    source.open()
-    return source
 
 
 def make_source(

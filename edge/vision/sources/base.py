@@ -2,7 +2,7 @@
 
 Every source yields :class:`Frame` objects with a 2-D uint8 grayscale image (what detection
 and classification use) and, when it is free, the BGR colour image (only for an annotated
-video or a preview window). Sources are opened with :func:`open_source`.
+video or a preview window). Sources are made by :func:`~emopi.edge.vision.sources.make_source`.
 
 Two clocks travel with each frame: ``ts`` is wall-clock time (for events) and ``mono`` is
 the frame's place on a monotonic timeline in seconds. For cameras ``mono`` is
