@@ -189,7 +189,8 @@ def quantize_input(faces: np.ndarray, q: QuantParams) -> np.ndarray:
         return values.astype(q.dtype)
     info = np.iinfo(q.dtype)
     quantized = np.round(values / q.scale) + q.zero_point
-    return np.clip(quantized, info.min, info.max).astype(q.dtype)
+    out: np.ndarray = np.clip(quantized, info.min, info.max).astype(q.dtype)
+    return out
 
 
 def dequantize_output(raw: np.ndarray, q: QuantParams) -> np.ndarray:

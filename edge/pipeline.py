@@ -152,8 +152,9 @@ class Pipeline:
         try:
             while not self._stopping:
                 t0 = time.perf_counter()
-                frame = next(frames, StopIteration)
-                if frame is StopIteration:
+                try:
+                    frame = next(frames)
+                except StopIteration:
                     break
                 now = time.monotonic()
                 if frame is None:  # a live source had nothing new: housekeeping only
@@ -356,16 +357,12 @@ class Pipeline:
     def _views(self) -> list[FaceView]:
         views = []
         for track in self.tracker.tracks.values():
-            state = self.smoother.get(track.id)
-            shown = track.id in self._announced and state is not None
-            views.append(
-                FaceView(
-                    track.id,
-                    to_pixels(track.box),
-                    state.emotion if shown else None,
-                    state.confidence if shown else 0.0,
-                )
-            )
+            state = self.smoother.get(track.id) if track.id in self._announced else None
+            box = to_pixels(track.box)
+            if state is None:  # not confirmed or not classified yet
+                views.append(FaceView(track.id, box, None, 0.0))
+            else:
+                views.append(FaceView(track.id, box, state.emotion, state.confidence))
         return views
 
 

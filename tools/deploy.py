@@ -179,12 +179,12 @@ def wait_first_stats(config: str | None, timeout: float) -> int:
     cfg = load_config(config)
     if not cfg.mqtt.enabled:
         return _first_stats_in_journal(timeout)
-    from emopi.edge.mqtt.sink import make_client
+    from emopi.edge.mqtt.client import make_client
 
     settings = cfg.mqtt
     host, port = settings.endpoint()
     topic = f"{settings.prefix(cfg.resolved_device_id)}/stats"
-    got: list[bytes] = []
+    got: list[bytes | bytearray] = []
     client = make_client(settings, f"emopi-deploy-{os.getpid()}")
     client.on_connect = lambda c, *_: c.subscribe(topic)
     client.on_message = lambda _c, _u, msg: got.append(msg.payload)

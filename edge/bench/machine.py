@@ -76,7 +76,7 @@ def machine_facts() -> dict[str, Any]:
     from emopi.edge import __version__
 
     try:
-        usable = len(os.sched_getaffinity(0))
+        usable: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count()
     temp = _read("/sys/class/thermal/thermal_zone0/temp")

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emopi.edge.bench.machine import peak_rss_mb
 from emopi.edge.bench.probes import (
@@ -23,6 +23,9 @@ from emopi.edge.bench.probes import (
     summarize,
 )
 from emopi.edge.errors import EmopiError
+
+if TYPE_CHECKING:
+    from emopi.edge.mqtt.sink import MqttSink
 
 SYNTHETIC_BATCHES = (1, 4, 8)
 
@@ -89,14 +92,14 @@ def open_broker(spec: str, cfg: Any, stack: contextlib.ExitStack) -> Broker:
         discovery=False,
         client_id=f"emopi-bench-{os.getpid()}",
     )
-    if parsed == "embedded":
+    if isinstance(parsed, tuple):
+        settings.host, settings.port = parsed
+    else:  # embedded
         from emopi.edge.mqtt.broker import EmbeddedBroker, free_port
 
         settings.host, settings.embedded_port = "embedded", free_port()
         broker = EmbeddedBroker(port=settings.embedded_port).start()
         stack.callback(broker.stop)
-    else:
-        settings.host, settings.port = parsed
     return Broker(parsed, settings)
 
 
@@ -150,6 +153,7 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
     timed = TimedClassifier(variants)
     with contextlib.ExitStack() as stack:
         probe = None
+        inner: MqttSink | NullSink
         if broker.settings is not None:
             from emopi.edge.mqtt.sink import MqttSink
 

@@ -58,7 +58,7 @@ class Discovery:
         return f"{self.discovery_prefix}/status"
 
     @staticmethod
-    def is_online(payload: bytes) -> bool:
+    def is_online(payload: bytes | bytearray) -> bool:
         return payload == b"online"
 
     def _common(self, object_id: str, name: str) -> dict[str, Any]:

@@ -15,6 +15,9 @@ import time
 from datetime import datetime
 from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
 from emopi.edge.errors import EmopiError
 from emopi.edge.mqtt.settings import MqttSettings
 
@@ -32,14 +35,16 @@ def listen(
     done = threading.Event()
     seen = 0
 
-    def on_connect(client, _userdata, _flags, reason, _props) -> None:
+    def on_connect(
+        client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
         connack.append(reason)
         if not reason.is_failure:
             for topic in topics:
                 client.subscribe(topic, qos=1)
         connected.set()
 
-    def on_message(_client, _userdata, message) -> None:
+    def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         nonlocal seen
         if printer.show(message.topic, message.payload):
             seen += 1
@@ -84,7 +89,7 @@ class Printer:
         self.out = out or sys.stdout
         self._seen: set[tuple[str, int]] = set()
 
-    def show(self, topic: str, payload: bytes) -> bool:
+    def show(self, topic: str, payload: bytes | bytearray) -> bool:
         """Print one message; False for a duplicate event (not printed)."""
         try:
             line = self.format(topic, payload)
@@ -95,7 +100,7 @@ class Printer:
         print(line, file=self.out, flush=True)
         return True
 
-    def format(self, topic: str, payload: bytes) -> str | None:
+    def format(self, topic: str, payload: bytes | bytearray) -> str | None:
         text = payload.decode("utf-8", errors="replace")
         if self.raw:
             return f"{topic} {text}"

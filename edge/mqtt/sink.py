@@ -270,7 +270,9 @@ class MqttSink:
 
     # ------------------------------------------------------------ paho callbacks
 
-    def _on_connect(self, client, _userdata, _flags, reason: ReasonCode, _props) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
         if reason.is_failure:
             self._set_error(describe_refusal(reason, self._host, self._port))
             self._refused = reason.value in AUTH_REFUSED
@@ -287,7 +289,9 @@ class MqttSink:
         self._flush_state()
         self._signal("connect")
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason: ReasonCode, _props) -> None:
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
         was_connected = self._is_connected.is_set()
         self._is_connected.clear()
         self._signal("disconnect")
@@ -299,10 +303,12 @@ class MqttSink:
                 reason,
             )
 
-    def _on_publish(self, _client, _userdata, mid: int, reason: ReasonCode, _props) -> None:
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
+    ) -> None:
         self._signal("ack", mid, reason)
 
-    def _on_message(self, client, _userdata, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         disc = self._discovery
         if disc and message.topic == disc.status_topic and disc.is_online(message.payload):
             log.info("Home Assistant is online: republishing discovery")

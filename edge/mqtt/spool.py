@@ -42,6 +42,7 @@ from emopi.edge.errors import EmopiError
 log = logging.getLogger(__name__)
 
 SPOOL_FILE = "mqtt-spool.sqlite3"
+SQLITE_FULL = 13  # the sqlite3 module names this code only from Python 3.11
 WARN_EVERY_S = 60.0  # at most one warning a minute while events are being dropped
 RESERVE_BYTES = 256 * 1024  # room kept in hand to delete rows on a full disk
 WAL_PAGES, WAL_LIMIT_BYTES = 32, 2**20  # checkpoint growth stays below the reserve
@@ -76,8 +77,10 @@ class Spool:
                 raise self._open_error(exc) from None
             self._move_aside(exc)
             self._db = self._open()
-        self._depth = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        self._dropped = self._db.execute("SELECT value FROM meta WHERE key='dropped'").fetchone()[0]
+        self._depth: int = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._dropped: int = self._db.execute(
+            "SELECT value FROM meta WHERE key='dropped'"
+        ).fetchone()[0]
         self._keep_reserve()
         if self._depth:
             log.info("MQTT spool %s holds %d undelivered event(s)", self.path, self._depth)
@@ -281,4 +284,4 @@ class Spool:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or "full" in str(exc)
+    return code == SQLITE_FULL or "full" in str(exc)

@@ -64,6 +64,11 @@ class Notifier:
             self._status, self._status_at = text, now
             self._send(f"STATUS={text}")
 
+    def tick(self, status: str) -> None:
+        """Called about once a second from the frame loop: watchdog ping and status line."""
+        self.watchdog()
+        self.status(status)
+
     def stopping(self) -> None:
         self._send("STOPPING=1")
 

@@ -80,7 +80,7 @@ class AnnotatedVideo:
         size = (image.shape[1], image.shape[0])
         if self.writer is None:
             self.size = size
-            fourcc = cv2.VideoWriter_fourcc(*self.codec)
+            fourcc = cv2.VideoWriter.fourcc(*self.codec)
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
             if not self.writer.isOpened():
                 raise EmopiError(f"cannot write video {self.path} with codec {self.codec}")

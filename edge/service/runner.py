@@ -142,7 +142,7 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
             sinks,
             observers=observers,
             viewers=viewers,
-            tickers=[lambda: (notifier.watchdog(), notifier.status(pipeline.status_text()))],
+            tickers=[lambda: notifier.tick(pipeline.status_text())],
             # Ticks twice per ping interval: one tick per interval could alias with the
             # notifier's own rate limit and leave a gap of two intervals (= WatchdogSec).
             tick_interval=min(1.0, (notifier.watchdog_interval or 2.0) / 2),

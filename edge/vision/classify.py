@@ -166,7 +166,8 @@ class TFLiteModel:
         self._resize(len(x))
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
+        out: np.ndarray = self.interpreter.get_tensor(self.output["index"])
+        return out
 
 
 class Classifier(Protocol):
@@ -261,7 +262,7 @@ class TFLiteClassifier:
         """Probabilities for ``(n, 48, 48)`` uint8 faces."""
         if len(faces) == 0:
             return np.empty((0, len(LABELS)), np.float32)
-        probs = np.clip(self.model.run(faces), 0.0, None)
+        probs: np.ndarray = np.clip(self.model.run(faces), 0.0, None)
         total = probs.sum(axis=1, keepdims=True)
         np.divide(probs, total, out=probs, where=total > 0)  # int8 rounding: sums near 1
         return probs

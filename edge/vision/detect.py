@@ -15,7 +15,7 @@ import numpy as np
 
 from emopi.edge.config import DetectSettings
 from emopi.edge.errors import EmopiError
-from emopi.edge.vision.geometry import Box, PixelBox, overlap
+from emopi.edge.vision.geometry import Box, PixelBox, as_pixel_box, overlap
 from emopi.edge.vision.haar import find_cascade
 
 #: Face width (px) that regions around tracked faces are scaled to for :meth:`detect_near`.
@@ -71,7 +71,7 @@ class HaarDetector:
             minNeighbors=s.min_neighbors,
             minSize=(s.min_size, s.min_size),
         )
-        boxes = [tuple(int(v) for v in b) for b in found]
+        boxes = [as_pixel_box(b) for b in found]
         if self.confirm is not None:
             boxes = [b for b in boxes if self._confirmed(small, b)]
         if scale == 1.0:
@@ -108,9 +108,7 @@ class HaarDetector:
                 maxSize=(int(side * 2) + 1, int(side * 2) + 1),
             )
             for hit in hits:
-                if self.confirm is not None and not self._confirmed(
-                    roi, tuple(int(v) for v in hit)
-                ):
+                if self.confirm is not None and not self._confirmed(roi, as_pixel_box(hit)):
                     continue
                 x, y, w, h = (float(v) / scale for v in hit)
                 box = (round(x0 + x), round(y0 + y), round(w), round(h))
@@ -120,6 +118,8 @@ class HaarDetector:
 
     def _confirmed(self, small: np.ndarray, box: PixelBox) -> bool:
         """Whether the second cascade also finds a face in (a slightly grown) ``box``."""
+        if self.confirm is None:
+            return True
         x, y, w, h = box
         pad = w // 5
         x0, y0 = max(0, x - pad), max(0, y - pad)

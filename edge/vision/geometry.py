@@ -7,6 +7,8 @@ carry them as fractions of the frame (:func:`normalise`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 Box = tuple[float, float, float, float]
 PixelBox = tuple[int, int, int, int]
 
@@ -35,6 +37,18 @@ def centroid_distance(a: Box, b: Box) -> float:
     dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
     dy = (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
     return float((dx * dx + dy * dy) ** 0.5 / max(a[2], a[3], b[2], b[3], 1e-6))
+
+
+def as_box(values: Sequence[float]) -> Box:
+    """Four numbers (a detector's rectangle, a pixel box) as a :data:`Box`."""
+    x, y, w, h = values
+    return float(x), float(y), float(w), float(h)
+
+
+def as_pixel_box(values: Sequence[float]) -> PixelBox:
+    """Four whole numbers (an OpenCV rectangle) as a :data:`PixelBox`."""
+    x, y, w, h = values
+    return int(x), int(y), int(w), int(h)
 
 
 def to_pixels(box: Box) -> PixelBox:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from emopi.edge.config import TrackSettings
-from emopi.edge.vision.geometry import Box, centroid_distance, iou
+from emopi.edge.vision.geometry import Box, as_box, centroid_distance, iou
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Tracker:
         for track in tracks:
             track.fresh = False
         for track, box_index in pairs:
-            track.box = tuple(float(v) for v in boxes[box_index])
+            track.box = as_box(boxes[box_index])
             track.last_seen = now
             track.hits += 1
             track.fresh = True
@@ -72,7 +72,7 @@ class Tracker:
         for i, box in enumerate(boxes):
             if i in matched_boxes:
                 continue
-            track = Track(next(self._ids), tuple(float(v) for v in box), now, now)
+            track = Track(next(self._ids), as_box(box), now, now)
             if self.settings.min_hits <= 1:
                 track.confirmed = True
                 result.confirmed.append(track)

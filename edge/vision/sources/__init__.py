@@ -47,7 +47,7 @@ def make_source(
     settings: SourceSettings,
     want_color: bool = False,
     realtime: bool | None = None,
-) -> BaseSource:
+) -> FrameSource:
     """The (unopened) source for ``spec``; raises :class:`EmopiError` for nonsense.
 
     ``realtime`` paces files, folders and the demo at their frame rate (``False``: flat out).

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -74,6 +74,9 @@ class FrameSource(Protocol):
     def camera_up(self) -> bool: ...
 
 
+_S = TypeVar("_S", bound="BaseSource")
+
+
 class BaseSource:
     """Shared behaviour: context manager, a signal-safe stop flag, counters."""
 
@@ -101,7 +104,7 @@ class BaseSource:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self):
+    def __enter__(self: _S) -> _S:
         self.open()
         return self
 

@@ -71,7 +71,7 @@ class OpenCVSource(BaseSource):
             self._cap = self._make_capture()
 
     def open(self) -> None:
-        if not self.live and not Path(self.target).is_file():
+        if not self.live and not Path(str(self.target)).is_file():
             raise EmopiError(f"video file {self.target} does not exist; {HINT}")
         self._cap = self._make_capture()
         file_fps = self._cap.get(cv2.CAP_PROP_FPS)
@@ -110,7 +110,7 @@ class OpenCVSource(BaseSource):
     def _iter_file(self) -> Iterator[Frame]:
         pacer = Pacer(self.fps, self.settings.realtime)
         index = 0
-        while not self._stopping:
+        while not self._stopping and self._cap is not None:
             ok, bgr = self._cap.read()
             if not ok:
                 if self.settings.loop and index > 0 and self._rewind():
@@ -122,12 +122,12 @@ class OpenCVSource(BaseSource):
             index += 1
 
     def _rewind(self) -> bool:
-        if (
-            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == 0
-        ):
+        cap = self._cap
+        if cap is None:
+            return False
+        if cap.set(cv2.CAP_PROP_POS_FRAMES, 0) and cap.get(cv2.CAP_PROP_POS_FRAMES) == 0:
             return True
-        self._cap.release()
+        cap.release()
         self._cap = self._make_capture()
         return True
 
