@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 shared=${1:-${EMOPI_SHARED_DATA:-../shared/data}}
 mkdir -p .accel/whl
 python3 "$shared/../tools/pack_fer_npz.py" .accel/fer.npz --root "$shared/fer2013"
-cp "$shared/fer2013/teacher/resnet18_train_logprobs.npz" .accel/teacher-logprobs.npz
+install -m 644 "$shared/fer2013/teacher/resnet18_train_logprobs.npz" .accel/teacher-logprobs.npz
 # The GPU machine runs Python 3.12 on x86-64; keep these pins equal to what CI trains with.
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
