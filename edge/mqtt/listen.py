@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from emopi.edge.errors import EmopiError
 from emopi.edge.mqtt.settings import MqttSettings
 
 CONNECT_TIMEOUT_S = 10.0
+#: Event keys (run_id, seq) the listener remembers to drop QoS-1 duplicates.
+REMEMBER = 10_000
 
 
 def listen(
@@ -82,12 +85,18 @@ def listen(
 
 
 class Printer:
-    """Formats emopi messages as one line each; drops duplicate events by (run_id, seq)."""
+    """Formats emopi messages as one line each; drops duplicate events by (run_id, seq).
 
-    def __init__(self, raw: bool = False, out: Any = None) -> None:
+    Only the latest ``remember`` event keys are kept: a QoS-1 redelivery repeats a recent
+    event, so a listener left running for weeks needs no more memory than one running for
+    a minute.
+    """
+
+    def __init__(self, raw: bool = False, out: Any = None, remember: int = REMEMBER) -> None:
         self.raw = raw
         self.out = out or sys.stdout
-        self._seen: set[tuple[str, int]] = set()
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._remember = remember
 
     def show(self, topic: str, payload: bytes | bytearray) -> bool:
         """Print one message; False for a duplicate event (not printed)."""
@@ -113,7 +122,9 @@ class Printer:
             key = (str(doc.get("run_id")), int(doc.get("seq", -1)))
             if key in self._seen:
                 return None
-            self._seen.add(key)
+            self._seen[key] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
             return _event_line(doc)
         if kind == "status":
             return f"{_now()} {topic.rsplit('/', 1)[0]} is {text}"

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,7 +30,11 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 
 
 class StdoutSink:
-    """Events as JSON lines on a stream (stdout); stats as a log line unless quiet."""
+    """Events as JSON lines on a stream (stdout); state and stats as log lines unless quiet.
+
+    The state line (who is in view, on change) is what shows a watching user that a quiet
+    scene is still being processed: events only come when a face appears, changes or leaves.
+    """
 
     def __init__(self, stream: TextIO | None = None, stats: bool = True) -> None:
         self.stream = stream or sys.stdout
@@ -48,7 +53,8 @@ class StdoutSink:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
     def publish_state(self, state: SceneState) -> None:
-        """The scene is for retained MQTT state; on stdout the events say it all."""
+        if self.stats:
+            log.info("state: %s", describe_scene(state))
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
         if self.stats:
@@ -58,6 +64,31 @@ class StdoutSink:
         if not self.broken:
             with contextlib.suppress(OSError, ValueError):
                 self.stream.flush()
+
+
+def describe_scene(state: SceneState) -> str:
+    """``2 faces: #3 happy 81%, #4 neutral 66%`` or ``nobody in view``."""
+    if not state.faces:
+        return "nobody in view"
+    faces = ", ".join(f"#{f.track_id} {f.emotion} {f.confidence:.0%}" for f in state.faces)
+    return f"{state.face_count} face{'s' if state.face_count > 1 else ''}: {faces}"
+
+
+class FirstStatus:
+    """One status line on stderr a few seconds after start, so a quiet run never looks hung.
+
+    Stats lines follow only every ``stats_interval``; events only when a face appears,
+    changes or leaves. Called with the pipeline's status text about once a second.
+    """
+
+    def __init__(self, stats_interval: float, after: float = 3.0) -> None:
+        self._at: float | None = time.monotonic() + after
+        self._stats_interval = stats_interval
+
+    def __call__(self, status: str) -> None:
+        if self._at is not None and time.monotonic() >= self._at:
+            self._at = None
+            log.info("status: %s (stats every %g s; Ctrl-C stops)", status, self._stats_interval)
 
 
 class AnnotatedVideo:

@@ -105,13 +105,19 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
     from emopi.edge.model_files import resolve_model
     from emopi.edge.pipeline import build_pipeline
     from emopi.edge.service.notify import Notifier
-    from emopi.edge.service.outputs import AnnotatedVideo, PreviewWindow
+    from emopi.edge.service.outputs import AnnotatedVideo, FirstStatus, PreviewWindow
     from emopi.edge.vision import sources
     from emopi.edge.vision.classify import TFLiteClassifier
 
     for warning in exposed_secrets(cfg, config_file):
         log.warning("%s", warning)
     notifier = Notifier()
+    first_status = FirstStatus(cfg.mqtt.stats_interval)
+
+    def _tick(status: str) -> None:
+        notifier.tick(status)
+        first_status(status)
+
     with contextlib.ExitStack() as stack:
         viewers: list[Any] = []
         if opts.preview:
@@ -142,7 +148,7 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
             sinks,
             observers=observers,
             viewers=viewers,
-            tickers=[lambda: notifier.tick(pipeline.status_text())],
+            tickers=[lambda: _tick(pipeline.status_text())],
             # Ticks twice per ping interval: one tick per interval could alias with the
             # notifier's own rate limit and leave a gap of two intervals (= WatchdogSec).
             tick_interval=min(1.0, (notifier.watchdog_interval or 2.0) / 2),

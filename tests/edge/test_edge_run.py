@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -161,3 +162,18 @@ def test_events_go_to_mqtt_when_a_broker_is_configured(model, mosquitto, tmp_pat
     assert [e["type"] for e in events] == ["new", "end"]
     stats = [json.loads(p) for t, p in received if t == "emopi/wire/stats"]
     assert stats[-1]["frames"] == 60 and stats[-1]["camera"] == "up"
+
+
+def test_a_quiet_demo_shows_it_is_alive_on_stderr(model):
+    """Events come only when a face appears, changes or leaves: stderr shows the rest."""
+    env = {"EMOPI_CONFIG": os.devnull}
+    out = run_cli("run", "--source", "demo", "--duration", "4", "--model", str(model), env=env)
+    assert out.returncode == 0, out.stderr
+    assert " state: nobody in view" in out.stderr  # at start, before any face
+    assert re.search(r" state: 1 face: #\d+ \w+ \d+%", out.stderr)
+    status = [line for line in out.stderr.splitlines() if " status: " in line]
+    assert len(status) == 1 and " fps, " in status[0] and "Ctrl-C stops" in status[0]
+    quiet = run_cli(
+        "run", "--source", "demo", "--no-realtime", "--max-frames", "30", "--quiet", env=env
+    )
+    assert quiet.returncode == 0 and "state:" not in quiet.stderr

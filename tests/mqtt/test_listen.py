@@ -82,3 +82,12 @@ def test_printer_drops_duplicate_events_and_survives_bad_payloads():
     assert len(lines) == 4
     assert "(not JSON)" in lines[1] and "(unexpected payload)" in lines[2]
     assert lines[3].endswith("emopi/x is online")
+
+
+def test_printer_remembers_only_the_latest_events():
+    printer = Printer(out=io.StringIO(), remember=3)
+    events = [make_event(seq).to_json().encode() for seq in range(1, 6)]
+    assert all(printer.show("emopi/x/event", e) for e in events)
+    assert not printer.show("emopi/x/event", events[4])  # recent: still a duplicate
+    assert not printer.show("emopi/x/event", events[2])
+    assert printer.show("emopi/x/event", events[0])  # forgotten: the set is bounded

@@ -107,9 +107,19 @@ def test_right_credentials_over_tls_deliver_events(secure_broker, pki, make_sink
 
 
 def test_password_from_env_and_insecure_skip_verify(secure_broker, pki, make_sink, monkeypatch):
+    """$EMOPI_MQTT_PASSWORD wins over password_file: the file holds a wrong password here."""
+    settings = tls_settings(
+        secure_broker, pki, str(pki / "wrong-password"), ca="other-ca.crt", insecure=True
+    )
+    monkeypatch.delenv("EMOPI_MQTT_PASSWORD", raising=False)
+    refused = make_sink(settings)  # the file alone: the broker says no
+    with pytest.raises(EmopiError, match="refused the connection"):
+        refused.wait_connected(10)
+    assert refused.refused
+    refused.close(timeout=0)  # frees the state directory's spool for the second sink
     monkeypatch.setenv("EMOPI_MQTT_PASSWORD", PASSWORD)
-    settings = tls_settings(secure_broker, pki, ca="other-ca.crt", insecure=True)
-    make_sink(settings).wait_connected(10)
+    assert settings.password() == PASSWORD
+    make_sink(settings).wait_connected(10)  # same settings, the variable's password: accepted
 
 
 def test_wrong_password_is_refused_with_one_clear_line(secure_broker, pki, make_sink, caplog):
