@@ -12,18 +12,25 @@ from pathlib import Path
 from emopi.edge.errors import EmopiError
 
 
-def shipped_model() -> Path:
-    """The int8 model inside the package (it may be absent from a partial checkout)."""
-    from emopi.edge.models import DEFAULT_MODEL
+def shipped_model(name: str = "default") -> Path:
+    """A model inside the package by name (it may be absent from a partial checkout)."""
+    from emopi.edge.models import SHIPPED_MODELS
 
-    return DEFAULT_MODEL
+    try:
+        return SHIPPED_MODELS[name]
+    except KeyError:
+        choices = ", ".join(SHIPPED_MODELS)
+        raise EmopiError(f"no shipped model {name!r}; choose {choices} or a .tflite path") from None
 
 
 def resolve_model(configured: str | Path) -> Path:
-    """``[classify] model`` as a path; ``""`` means the shipped model, which must exist."""
-    if str(configured):
+    """``[classify] model`` as a path: a shipped model's name (``""`` = default) or a file."""
+    from emopi.edge.models import SHIPPED_MODELS
+
+    name = str(configured) or "default"
+    if name not in SHIPPED_MODELS:
         return Path(configured).expanduser()
-    model = shipped_model()
+    model = shipped_model(name)
     if not model.is_file():
         raise EmopiError(
             f"the shipped model {model} is missing; reinstall emopi or pass --model PATH"

@@ -125,7 +125,12 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "classification report, confusion matrices, training curves, class distribution, "
         "saliency maps (Keras only) and the most confident mistakes.",
     )
-    p.add_argument("model", nargs="?", metavar="MODEL", help="run folder, .keras or .tflite")
+    p.add_argument(
+        "model",
+        nargs="?",
+        metavar="MODEL",
+        help="run folder, .keras or .tflite, or a shipped model: default (the default) or small",
+    )
     p.add_argument("--data", help="evaluation data (csv, folder tree or npz)")
     p.add_argument("--split", default="val", help="split of DATA to evaluate (default val)")
     p.add_argument("--out", help="report folder (default RUN/report, else ./report)")

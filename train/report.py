@@ -63,15 +63,19 @@ def _run_of(path: Path) -> Path | None:
 
 
 def load_eval_model(spec: str | None) -> EvalModel:
-    """Open a run folder, a ``.keras`` or a ``.tflite`` file; ``None`` means the shipped model."""
-    if spec is None:
-        from emopi.edge.models import DEFAULT_MODEL
+    """Open a run folder, a ``.keras`` or ``.tflite`` file, or a shipped model by name.
 
-        if not DEFAULT_MODEL.is_file():
+    ``None`` means the shipped default model.
+    """
+    from emopi.edge.models import SHIPPED_MODELS
+
+    if spec is None or spec in SHIPPED_MODELS:
+        shipped = SHIPPED_MODELS[spec or "default"]
+        if not shipped.is_file():
             raise EmopiError(
-                f"no shipped model at {DEFAULT_MODEL}; pass MODEL (a run, .keras or .tflite)"
+                f"no shipped model at {shipped}; pass MODEL (a run, .keras or .tflite)"
             )
-        return _tflite_model(DEFAULT_MODEL)
+        return _tflite_model(shipped)
     path = Path(spec)
     if path.is_dir():
         if not (path / "best.keras").is_file():

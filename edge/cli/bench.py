@@ -190,7 +190,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "random faces: no camera, no video). Default: the config's source (auto)",
     )
     p.add_argument("--config", metavar="PATH", help="TOML config file (as for `emopi run`)")
-    p.add_argument("--model", metavar="PATH", help="int8 .tflite (default: the shipped model)")
+    p.add_argument(
+        "--model", metavar="NAME|PATH", help="shipped default or small, or an int8 .tflite"
+    )
     p.add_argument("--threads", type=count(1), metavar="N", help="CPU threads (default 1)")
     p.add_argument("--frames", type=count(1), default=300, help="measured frames (default 300)")
     p.add_argument(

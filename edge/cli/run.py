@@ -45,7 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="auto (default: Pi camera, then /dev/video0) | picamera2 | demo | N | /dev/videoN "
         "| video FILE | image DIR | rtsp:// or http:// URL",
     )
-    p.add_argument("--model", metavar="PATH", help="int8 .tflite with its .json metadata")
+    p.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="shipped model default or small, or an int8 .tflite with its .json metadata",
+    )
     p.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads for OpenCV and the interpreter"
     )

@@ -174,9 +174,12 @@ def test_bad_input_gives_one_line(
 def test_default_model_is_the_shipped_one_or_a_clear_error(monkeypatch, tmp_path):
     import emopi.edge.models as shipped
 
-    monkeypatch.setattr(shipped, "DEFAULT_MODEL", tmp_path / "absent.tflite")
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, "default", tmp_path / "absent.tflite")
     with pytest.raises(EmopiError, match=r"no shipped model at .*absent\.tflite; pass MODEL"):
         load_eval_model(None)
+    monkeypatch.setitem(shipped.SHIPPED_MODELS, "small", tmp_path / "small.tflite")
+    with pytest.raises(EmopiError, match=r"no shipped model at .*small\.tflite"):
+        load_eval_model("small")
 
 
 def test_metrics_follow_the_classification_report():
