@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
 import platform
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +67,29 @@ def check_tensorflow() -> Check:
         f"tensorflow {v}" if found else "not installed (only needed to train/quantise)",
         "pip install 'emopi[train]'",
     )
+
+
+def check_training_backend() -> Check:
+    """The Keras backend that `emopi train` would use, and its device (CPU or accelerator).
+
+    Asked in a child process: the backend (TensorFlow, JAX or torch) never loads into this one.
+    """
+    name = "keras backend"
+    if _version("keras") is None:
+        return Check("train", name, MISSING, "keras not installed", "pip install 'emopi[train]'")
+    probe = [sys.executable, "-m", "emopi.train.backend"]
+    fix = "set KERAS_BACKEND to tensorflow, jax or torch, and install that backend"
+    try:
+        out = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return Check("train", name, WARN, f"backend did not answer: {exc}", fix)
+    try:
+        info = json.loads(out.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check("train", name, WARN, f"backend did not start: {last}", fix)
+    backend = f"{info['backend']} {info['backend_version']}"
+    return Check("train", name, OK, f"keras {_version('keras')} on {backend}, {info['device']}")
 
 
 def check_litert() -> Check:
@@ -216,7 +241,8 @@ def check_broker(host: str, port: int) -> Check:
 
 def run_checks(broker: str) -> list[Check]:
     host, _, port = broker.rpartition(":")
-    checks: list[Check] = [check_python(), check_numpy(), check_tensorflow(), check_litert()]
+    checks: list[Check] = [check_python(), check_numpy(), check_tensorflow()]
+    checks += [check_training_backend(), check_litert()]
     checks += check_opencv()
     probes: list[Callable[[], Check]] = [check_model, check_picamera2, check_cameras]
     checks += [probe() for probe in probes]

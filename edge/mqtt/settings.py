@@ -97,6 +97,14 @@ class MqttSettings:
         """Where to connect: the embedded broker listens on 127.0.0.1:embedded_port."""
         return ("127.0.0.1", self.embedded_port) if self.embedded else (self.host, self.port)
 
+    def broker_id(self) -> str:
+        """Which broker events are meant for, as recorded in the spool: ``host:port``.
+
+        The embedded broker is ``embedded:port``: a later run's embedded broker is the same
+        destination, though it is a new process.
+        """
+        return f"{self.host}:{self.embedded_port if self.embedded else self.port}"
+
     def prefix(self, device_id: str) -> str:
         return (self.topic_prefix or f"emopi/{device_id}").rstrip("/")
 

@@ -9,7 +9,7 @@ Public API::
     sink.connected                # the broker session is up
     sink.wait_connected(timeout)  # EmopiError with the reason when there is no session in time
     sink.refused                  # the broker rejected the credentials (do not keep running)
-    sink.counters()               # spool depth/dropped, events published/spooled, connected
+    sink.counters()               # spool depth/held/dropped, events published/spooled, connected
     sink.close()                  # drain in-flight events, retained `offline`, disconnect
 
 ``<prefix>/status`` is a retained ``online`` on every connect; the Last Will is a retained
@@ -83,6 +83,7 @@ class MqttSink:
             Path(state_dir) / SPOOL_FILE,
             settings.spool_max_events,
             int(settings.spool_max_mb * 2**20),
+            broker=settings.broker_id(),
         )
         self._discovery = (
             Discovery(settings.discovery_prefix, prefix, device_id, model_id)
@@ -182,6 +183,7 @@ class MqttSink:
         return {
             "spool_depth": self._spool.depth,
             "spool_dropped": self._spool.dropped,
+            "spool_held": self._spool.held,
             "events_spooled": self._spooled,
             "events_published": self._published,
             "events_rejected": self._rejected,

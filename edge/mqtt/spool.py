@@ -2,11 +2,12 @@
 
 Public API::
 
-    spool = Spool(path, max_events=100_000, max_bytes=64 * 2**20)
+    spool = Spool(path, max_events=100_000, max_bytes=64 * 2**20, broker="broker.lan:1883")
     row = spool.append(payload)                  # row id; 0 if it had to be dropped (counted)
     spool.pending(after=0, limit=100)            # [(row id, payload), ...] oldest first
     spool.delete([row, ...])                     # after the broker acknowledged them
     spool.depth, spool.dropped                   # rows waiting; rows dropped since the spool exists
+    spool.held                                   # rows waiting for another broker
     spool.close()
 
 Guarantees and limits:
@@ -24,6 +25,13 @@ Guarantees and limits:
 * Exclusive locking mode: a second emopi process on the same state directory gets one clear
   error instead of publishing the same events twice.
 * A spool file that is not a database is moved aside (``*.corrupt-<time>``) and a new one started.
+* Each row records the broker it was meant for (``host:port``, ``embedded:port``). A spool
+  opened for one broker sends only that broker's rows (and rows from before brokers were
+  recorded); rows for another broker are *held*: kept, counted in ``held``, logged at open,
+  sent when emopi publishes to their broker again, and dropped oldest-first with the rest
+  when the spool is full. So a run against a mistyped host never delivers its events to the
+  next, correct broker, where they would mix with another installation's data. ``broker=None``
+  opens the spool for inspection: every row counts as pending.
 """
 
 from __future__ import annotations
@@ -48,15 +56,28 @@ RESERVE_BYTES = 256 * 1024  # room kept in hand to delete rows on a full disk
 WAL_PAGES, WAL_LIMIT_BYTES = 32, 2**20  # checkpoint growth stays below the reserve
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL, broker TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 """
 
 
+#: Rows from spools written before brokers were recorded: sent to whichever broker is current.
+ANY_BROKER = ""
+
+
 class Spool:
-    def __init__(self, path: str | Path, max_events: int = 100_000, max_bytes: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        max_events: int = 100_000,
+        max_bytes: int | None = None,
+        broker: str | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.broker = broker
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -77,13 +98,24 @@ class Spool:
                 raise self._open_error(exc) from None
             self._move_aside(exc)
             self._db = self._open()
-        self._depth: int = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._depth = self._held = 0
+        self._count()
         self._dropped: int = self._db.execute(
             "SELECT value FROM meta WHERE key='dropped'"
         ).fetchone()[0]
         self._keep_reserve()
         if self._depth:
             log.info("MQTT spool %s holds %d undelivered event(s)", self.path, self._depth)
+        for other, count in self._other_brokers():
+            log.warning(
+                "MQTT spool %s holds %d event(s) meant for broker %s, not %s: they stay spooled "
+                "(spool_held) until emopi publishes to %s again; delete the spool to discard them",
+                self.path,
+                count,
+                other,
+                self.broker,
+                other,
+            )
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False)
@@ -102,6 +134,9 @@ class Spool:
                 db.execute(f"PRAGMA max_page_count={self._max_pages}")
             with db:
                 db.executescript(_SCHEMA)  # a write: takes the exclusive lock now, not later
+                columns = [row[1] for row in db.execute("PRAGMA table_info(events)")]
+                if "broker" not in columns:  # a spool from before brokers were recorded
+                    db.execute("ALTER TABLE events ADD COLUMN broker TEXT NOT NULL DEFAULT ''")
         except sqlite3.Error:
             db.close()
             raise
@@ -144,17 +179,42 @@ class Spool:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def held(self) -> int:
+        """Rows meant for another broker: kept, never sent to this one."""
+        return self._held
+
+    def _scope(self) -> tuple[str, tuple[str, ...]]:
+        """SQL condition (and its parameters) for the rows this spool may send."""
+        if self.broker is None:
+            return "1", ()
+        return "broker IN (?, ?)", (self.broker, ANY_BROKER)
+
+    def _count(self) -> None:
+        where, params = self._scope()
+        total, mine = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM({where}), 0) FROM events", params
+        ).fetchone()
+        self._depth, self._held = int(mine), int(total) - int(mine)
+
+    def _other_brokers(self) -> list[tuple[str, int]]:
+        where, params = self._scope()
+        return self._db.execute(
+            f"SELECT broker, COUNT(*) FROM events WHERE NOT ({where}) GROUP BY broker", params
+        ).fetchall()
+
     def append(self, payload: str) -> int:
         """Store one event; drop the oldest to make room. Returns its row id, 0 if dropped."""
         with self._lock:
-            excess = self._depth + 1 - self._max_events
+            excess = self._depth + self._held + 1 - self._max_events
             if excess > 0:
                 self._drop_oldest(excess, "spool_max_events reached")
             for _attempt in range(4):
                 try:
                     with self._db:
                         row = self._db.execute(
-                            "INSERT INTO events (payload) VALUES (?)", (payload,)
+                            "INSERT INTO events (payload, broker) VALUES (?, ?)",
+                            (payload, self.broker or ANY_BROKER),
                         ).lastrowid
                     self._depth += 1
                     return int(row or 0)
@@ -169,9 +229,11 @@ class Spool:
 
     def pending(self, after: int = 0, limit: int = 100) -> list[tuple[int, str]]:
         """Undelivered events with a row id above ``after``, oldest first."""
+        where, params = self._scope()
         with self._lock:
             return self._db.execute(
-                "SELECT id, payload FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+                f"SELECT id, payload FROM events WHERE id > ? AND {where} ORDER BY id LIMIT ?",
+                (after, *params, limit),
             ).fetchall()
 
     def delete(self, rows: Iterable[int]) -> None:
@@ -209,7 +271,8 @@ class Spool:
         except sqlite3.Error as exc:
             self._warn(f"cannot drop old events from the MQTT spool: {exc}")
             return False
-        self._depth -= gone
+        with contextlib.suppress(sqlite3.Error):  # the drop may have taken held rows too
+            self._count()
         self._dropped += gone
         self._warn(f"MQTT spool: dropped the {gone} oldest event(s): {reason}")
         return gone > 0
@@ -225,8 +288,9 @@ class Spool:
         with contextlib.suppress(sqlite3.Error):
             pages = self._db.execute("PRAGMA page_count").fetchone()[0]
             self._db.execute(f"PRAGMA max_page_count={pages}")
-        if self._depth:
-            freed = self._drop_oldest(max(1, self._depth // 10), "the disk is full") or freed
+        if self._depth + self._held:
+            tenth = max(1, (self._depth + self._held) // 10)
+            freed = self._drop_oldest(tenth, "the disk is full") or freed
             self._truncate_wal()
         self._keep_reserve()
         return freed

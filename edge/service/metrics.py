@@ -53,6 +53,11 @@ class _MqttCollector(Collector):
         yield GaugeMetricFamily(
             "emopi_spool_depth", "Events waiting in the spool", c["spool_depth"]
         )
+        yield GaugeMetricFamily(
+            "emopi_spool_held",
+            "Events in the spool meant for another broker (not sent to this one)",
+            c["spool_held"],
+        )
         yield CounterMetricFamily(
             "emopi_spool_dropped", "Events dropped because the spool was full", c["spool_dropped"]
         )

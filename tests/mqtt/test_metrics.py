@@ -20,6 +20,7 @@ class FakeSink:
             "events_spooled": 9,
             "spool_depth": 2,
             "spool_dropped": 1,
+            "spool_held": 3,
             "broker_connected": True,
         }
 
@@ -60,6 +61,7 @@ def test_metrics_are_scraped_and_parsed():
     assert value(families["emopi_events_spooled"], "emopi_events_spooled_total") == 9
     assert value(families["emopi_spool_depth"], "emopi_spool_depth") == 2
     assert value(families["emopi_spool_dropped"], "emopi_spool_dropped_total") == 1
+    assert value(families["emopi_spool_held"], "emopi_spool_held") == 3
     assert value(families["emopi_broker_connected"], "emopi_broker_connected") == 1
 
 

@@ -242,3 +242,40 @@ def test_long_outage_keeps_the_newest_events_and_counts_drops(own_mosquitto, mak
     sink.publish_stats({})
     stats = sub.wait_count(f"{PREFIX}/stats", 1)[0].json()
     assert stats["spool_dropped"] == 7 and stats["events_published"] == 5
+
+
+def test_events_spooled_for_one_broker_are_never_sent_to_another(
+    own_mosquitto, mosquitto, tmp_path, make_sink, subscribe, caplog
+):
+    """A run against a broker that is down (a mistyped host, say) leaves events in the spool.
+    A later run against another broker holds them: it sends only its own, says so once and
+    counts them; they go out when emopi publishes to their broker again."""
+    state = tmp_path / "state"
+    own_mosquitto.stop()
+    first = make_sink(plain_settings(own_mosquitto.port, discovery=False), state_dir=state)
+    for seq in range(1, 4):
+        first.publish_event(make_event(seq, run_id="run-a"))
+    first.close(timeout=0)
+
+    other = subscribe(mosquitto.port, f"{PREFIX}/event")
+    caplog.set_level(logging.WARNING)
+    second = make_sink(plain_settings(mosquitto.port, discovery=False), state_dir=state)
+    assert f"meant for broker 127.0.0.1:{own_mosquitto.port}" in caplog.text
+    second.wait_connected(10)
+    second.publish_event(make_event(1, run_id="run-b"))
+    other.wait_for(lambda: second.counters()["spool_depth"] == 0)
+    second.publish_event(make_event(2, run_id="run-b"))
+    other.wait_for(lambda: len(dedup(other.on(f"{PREFIX}/event"))) >= 2)
+    assert dedup(other.on(f"{PREFIX}/event")) == [("run-b", 1), ("run-b", 2)]
+    counters = second.counters()
+    assert counters["spool_held"] == 3 and counters["events_published"] == 2
+    second.close(timeout=1)
+
+    own_mosquitto.start()  # the first broker is back: its events go there, in order
+    own = subscribe(own_mosquitto.port, f"{PREFIX}/event")
+    third = make_sink(plain_settings(own_mosquitto.port, discovery=False), state_dir=state)
+    third.wait_connected(10)
+    own.wait_for(lambda: len(dedup(own.on(f"{PREFIX}/event"))) >= 3)
+    assert dedup(own.on(f"{PREFIX}/event")) == [("run-a", s) for s in range(1, 4)]
+    own.wait_for(lambda: third.counters()["spool_depth"] == 0)
+    assert third.counters()["spool_held"] == 0

@@ -100,3 +100,27 @@ def test_corrupt_spool_is_moved_aside_and_replaced(tmp_path, caplog):
     assert "moved to" in caplog.text
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_rows_keep_their_broker_and_old_spools_still_drain(tmp_path):
+    path = tmp_path / "spool.sqlite3"
+    with sqlite3.connect(path) as db:  # a spool written before brokers were recorded
+        db.executescript(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "INSERT INTO meta VALUES ('dropped', 0);"
+            "INSERT INTO events (payload) VALUES ('old');"
+        )
+    db.close()
+    a = Spool(path, broker="a.lan:1883")
+    assert a.append("for-a") and [p for _, p in a.pending()] == ["old", "for-a"]
+    a.close()
+    b = Spool(path, broker="b.lan:1883")
+    assert (b.depth, b.held) == (1, 1) and [p for _, p in b.pending()] == ["old"]
+    b.append("for-b")
+    assert [p for _, p in b.pending()] == ["old", "for-b"]
+    b.close()
+    everything = Spool(path)  # inspection: every row
+    assert [p for _, p in everything.pending()] == ["old", "for-a", "for-b"]
+    assert everything.held == 0
+    everything.close()
