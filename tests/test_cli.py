@@ -62,6 +62,13 @@ def test_doctor_tells_the_truth_about_this_machine():
     assert broker.startswith("[warn]") and "fix:" in broker
 
 
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_doctor_names_the_training_backend_and_device(backend):
+    out = run_cli("doctor", "--broker", "127.0.0.1:1", env={"KERAS_BACKEND": backend})
+    line = next(line for line in out.stdout.splitlines() if " keras backend " in line)
+    assert line.startswith("[ ok ]") and f" on {backend} " in line and line.endswith(", cpu")
+
+
 def test_doctor_sees_a_live_broker(mosquitto):
     out = run_cli("doctor", "--broker", f"127.0.0.1:{mosquitto.port}")
     broker = next(line for line in out.stdout.splitlines() if " broker " in line)
