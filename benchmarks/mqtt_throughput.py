@@ -1,9 +1,11 @@
 """Benchmark (not a test): sustained QoS-1 events/s through MqttSink to a real mosquitto, and
 publish_event -> subscriber latency at a steady rate.
 
-    python tests/mqtt/bench_mqtt.py [--events 5000] [--rate 100] [--seconds 5]
+    python benchmarks/mqtt_throughput.py [--events 5000] [--rate 100] [--seconds 5]
 
 Every event goes through the SQLite spool (insert, then delete on PUBACK), as in production.
+Needs mosquitto; borrows the MQTT test kit (a collecting subscriber, synthetic events) from
+tests/.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from helpers import free_port
-from mqtt_driver import DEVICE, Subscriber, make_event, plain_settings
-
+from emopi.edge.mqtt.broker import free_port
 from emopi.edge.mqtt.sink import MqttSink
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from mqtt_driver import DEVICE, Subscriber, make_event, plain_settings
 
 
 def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen, int]:
@@ -62,7 +67,7 @@ def latency(port: int, state: Path, rate: float, seconds: float) -> dict:
     sub = Subscriber(port, (f"emopi/{DEVICE}/event",))
     original = sub.client.on_message
 
-    def on_message(client, userdata, msg) -> None:
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
         arrivals[json.loads(msg.payload)["seq"]] = time.perf_counter()
         original(client, userdata, msg)
 
