@@ -20,8 +20,8 @@ NUM_CLASSES = len(LABELS)
 Builder = Callable[[], keras.Model]
 
 
-def _input() -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
+def _input(size: int = INPUT_SIZE) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    inputs = keras.Input((size, size, 1), name="face")
     return inputs, layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
 
 
@@ -86,9 +86,12 @@ def seq_cnn() -> keras.Model:
     )
 
 
-def mini_xception() -> keras.Model:
-    """mini-Xception (Arriaga et al., 2017): residual depthwise-separable modules, ~58k params."""
-    inputs, x = _input()
+def mini_xception(size: int = INPUT_SIZE) -> keras.Model:
+    """mini-Xception (Arriaga et al., 2017): residual depthwise-separable modules, ~58k params.
+
+    The `fer` package ships this net at ``size`` 64; the model card counts its cost that way.
+    """
+    inputs, x = _input(size)
     x = _conv_bn(x, 8)
     x = _conv_bn(x, 8)
     for filters in (16, 32, 64, 128):

@@ -32,6 +32,7 @@ from emopi.edge.contract import (
 )
 from emopi.edge.errors import EmopiError
 from emopi.edge.vision.classify import TFLiteModel
+from emopi.train.cost import mult_adds
 from emopi.train.data import Faces
 from emopi.train.scores import per_class_recall
 
@@ -173,6 +174,8 @@ def parity_markdown(report: dict) -> str:
         f"- top-1 agreement: {report['top1_agreement']:.2%}",
         f"- mean / max absolute probability difference: {report['prob_abs_diff_mean']:.4f} / "
         f"{report['prob_abs_diff_max']:.4f}",
+        f"- cost: {report['params']:,} parameters, {report['mult_adds'] / 1e6:.1f} M mult-adds "
+        "per face",
         f"- size: int8 {report['int8_size_bytes'] / 1024:.0f} KiB, "
         f"float32 {report['float32_size_bytes'] / 1024:.0f} KiB",
         f"- latency per face, 1 thread, measured side by side: int8 {lat['int8']:.3f} ms, "
@@ -208,7 +211,12 @@ def quantize_model(
     if int8.in_q.dtype != "int8" or int8.out_q.dtype != "int8":
         raise EmopiError(f"conversion produced {int8.in_q.dtype}/{int8.out_q.dtype} I/O, not int8")
     report = parity_report(int8, flt, val)
-    report["calibration_faces"] = len(calib)
+    report.update(
+        calibration_faces=len(calib),
+        architecture=architecture,
+        params=int(model.count_params()),
+        mult_adds=mult_adds(model),
+    )
     problems = check_guard(report, guard or GuardConfig())
     report["guard"] = {"passed": not problems, "problems": problems}
     report_path = out.with_name(out.stem + "-parity")

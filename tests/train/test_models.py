@@ -57,3 +57,19 @@ def test_teacher_is_the_48x48_resnet18_and_students_have_logits():
     assert logits_model(small).output_shape == (None, 7)
     with pytest.raises(EmopiError, match="has no 'logits' layer"):
         logits_model(tiny_keras_model())
+
+
+def test_mult_adds_by_hand_and_for_the_shipped_sizes():
+    import keras
+    from keras import layers
+
+    from emopi.train.cost import mult_adds
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same")(inputs)  # 64 px * 3*3*3*4 = 6912
+    x = layers.SeparableConv2D(5, 3, strides=2, padding="same")(x)  # 16 * (3*3*4 + 4*5) = 896
+    x = layers.DepthwiseConv2D(3, padding="same")(x)  # 16 * 3*3*5 = 720
+    outputs = layers.Dense(2)(layers.Flatten()(x))  # 80 * 2 = 160
+    assert mult_adds(keras.Model(inputs, outputs)) == 6912 + 896 + 720 + 160
+    assert mult_adds(build("emonet")) <= 70e6  # the default model's budget
+    assert mult_adds(build("emonet-small")) <= 20e6  # the small model's budget
