@@ -38,19 +38,25 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: str, qos: int, retain: bool) -> Any: ...
 
 
-def node_id(device_id: str) -> str:
-    """HA allows only ``[a-zA-Z0-9_-]`` in the node id."""
-    return "emopi_" + re.sub(r"[^a-zA-Z0-9_-]", "_", device_id)
+def node_id(device_id: str, site: str = "") -> str:
+    """HA allows only ``[a-zA-Z0-9_-]`` in the node id.
+
+    With a site the id is ``emopi_<site>_<device>``: two sites may both have a ``kiosk-1``,
+    and one Home Assistant fed by a central broker must see two devices.
+    """
+    name = f"{site}_{device_id}" if site else device_id
+    return "emopi_" + re.sub(r"[^a-zA-Z0-9_-]", "_", name)
 
 
 class Discovery:
     def __init__(
-        self, discovery_prefix: str, prefix: str, device_id: str, model_id: str = ""
+        self, discovery_prefix: str, prefix: str, device_id: str, model_id: str = "", site: str = ""
     ) -> None:
         self.discovery_prefix = discovery_prefix.rstrip("/")
         self.prefix = prefix
-        self.node_id = node_id(device_id)
+        self.node_id = node_id(device_id, site)
         self.device_id = device_id
+        self.site = site
         self.model_id = model_id
 
     @property
@@ -62,13 +68,16 @@ class Discovery:
         return payload == b"online"
 
     def _common(self, object_id: str, name: str) -> dict[str, Any]:
+        where = f"{self.site}/{self.device_id}" if self.site else self.device_id
         device: dict[str, Any] = {
             "identifiers": [self.node_id],
-            "name": f"emopi {self.device_id}",
+            "name": f"emopi {where}",
             "manufacturer": "emopi",
             "model": "emopi edge",
             "sw_version": __version__,
         }
+        if self.site:
+            device["suggested_area"] = self.site
         if self.model_id:
             device["hw_version"] = self.model_id  # the emotion model this device runs
         return {

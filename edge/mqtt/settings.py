@@ -6,7 +6,7 @@ each field, see :mod:`emopi.edge.bounds`); `emopi listen` builds one from its fl
     settings.validate()                              # ConfigError naming the first bad key
     settings.enabled / settings.embedded             # host != "" / host == "embedded"
     settings.endpoint()                              # (host, port) to connect to
-    settings.prefix(device_id)                       # topic_prefix or "emopi/<device_id>"
+    settings.prefix(device_id)                       # topic_prefix or emopi/[<site>/]<device_id>
     settings.password()                              # env EMOPI_MQTT_PASSWORD, else password_file
 
 Example::
@@ -74,7 +74,8 @@ class MqttSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     keepalive: int = setting(30, 5, unit="seconds")
     protocol: str = setting("5", choices=PROTOCOLS)
-    topic_prefix: str = ""  # "" = "emopi/<device_id>"
+    topic_prefix: str = ""  # "" = "emopi/<device_id>", or "emopi/<site>/<device_id>"
+    site: str = ""  # a fleet's site (venue, store): one more topic level, part of HA's ids
     qos: int = setting(1, choices=(0, 1, 2))
     state_interval: float = setting(1.0, 0)  # minimum seconds between two retained states
     stats_interval: float = setting(30.0, 0, low_open=True)
@@ -106,7 +107,9 @@ class MqttSettings:
         return f"{self.host}:{self.embedded_port if self.embedded else self.port}"
 
     def prefix(self, device_id: str) -> str:
-        return (self.topic_prefix or f"emopi/{device_id}").rstrip("/")
+        if self.topic_prefix:
+            return self.topic_prefix.rstrip("/")
+        return f"emopi/{self.site}/{device_id}" if self.site else f"emopi/{device_id}"
 
     def password(self) -> str | None:
         """The password from ``$EMOPI_MQTT_PASSWORD`` or the first line of ``password_file``."""
@@ -139,6 +142,10 @@ class MqttSettings:
                 raise invalid(
                     f"mqtt.{name}", f"must not contain '#', '+' or NUL: {getattr(self, name)!r}"
                 )
+        if not all(c.isalnum() or c in "-_." for c in self.site):
+            raise invalid(
+                "mqtt.site", f"may only hold letters, digits, '-', '_' and '.', not {self.site!r}"
+            )
         if not self.discovery_prefix:
             raise invalid("mqtt.discovery_prefix", "must not be empty")
         if self.password_file and not self.username:

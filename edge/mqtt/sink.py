@@ -86,7 +86,7 @@ class MqttSink:
             broker=settings.broker_id(),
         )
         self._discovery = (
-            Discovery(settings.discovery_prefix, prefix, device_id, model_id)
+            Discovery(settings.discovery_prefix, prefix, device_id, model_id, settings.site)
             if settings.discovery
             else None
         )
