@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import modules_loaded, run_cli
 
-SUBCOMMANDS = ("train", "evaluate", "quantize", "run", "bench", "deploy", "doctor")
+SUBCOMMANDS = ("train", "evaluate", "quantize", "card", "run", "bench", "deploy", "doctor")
 
 
 def test_version():

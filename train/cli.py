@@ -159,8 +159,21 @@ def _study_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lazy("study", "study_command"))
 
 
+def _card_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "card",
+        help="Table and plot of the shipped models for the model card.",
+        description="Read each shipped model's parity report and write OUT/models.md (params, "
+        "mult-adds, size, val float/int8, worst class recall, ms per face) and "
+        "OUT/cost-accuracy.png (accuracy against mult-adds, with the fer package's model).",
+    )
+    p.add_argument("--out", default="docs/model", help="output folder (default docs/model)")
+    p.set_defaults(handler=lazy("card", "card_command"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     _train_parser(sub)
     _quantize_parser(sub)
     _evaluate_parser(sub)
     _study_parser(sub)
+    _card_parser(sub)

@@ -261,7 +261,7 @@ def saliency_maps(model, faces: np.ndarray, blur_sigma: float = 1.0) -> np.ndarr
 # --------------------------------------------------------------------------- figures
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     """A figure outside pyplot's global state, rendered by Agg (no display needed)."""
     import matplotlib
 
@@ -274,7 +274,7 @@ def _figure(width: float, height: float):
 def plot_confusion(y: np.ndarray, pred: np.ndarray, path: Path, normalize: bool) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig = _figure(7.5, 6.5)
+    fig = figure(7.5, 6.5)
     ax = fig.add_subplot()
     ConfusionMatrixDisplay.from_predictions(
         y,
@@ -297,7 +297,7 @@ def plot_confusion(y: np.ndarray, pred: np.ndarray, path: Path, normalize: bool)
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(11, 4.2)
+    fig = figure(11, 4.2)
     epochs = history["epoch"]
     for ax, metric in zip(fig.subplots(1, 2), ("accuracy", "loss"), strict=True):
         for key, label, style in ((metric, "train", "-o"), (f"val_{metric}", "val", "-s")):
@@ -319,7 +319,7 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 
 def plot_distribution(counts: dict[str, dict[str, int]], path: Path) -> None:
     """One bar chart per split, each bar labelled with its count and share."""
-    fig = _figure(5.5 * len(counts), 4.5)
+    fig = figure(5.5 * len(counts), 4.5)
     axes = np.atleast_1d(fig.subplots(1, len(counts)))
     for ax, (split, per_class) in zip(axes, counts.items(), strict=True):
         values = np.array([per_class.get(label, 0) for label in LABELS])
@@ -342,7 +342,7 @@ def _face_title(true: int, pred: int, conf: float) -> tuple[str, str]:
 def plot_saliency(faces: np.ndarray, maps: np.ndarray, y, probs, path: Path) -> None:
     """GRID x GRID cells; each shows the face and its saliency overlaid on it."""
     rows = int(np.ceil(len(faces) / GRID))
-    fig = _figure(GRID * 3.0, rows * 1.95 + 0.6)
+    fig = figure(GRID * 3.0, rows * 1.95 + 0.6)
     cells = np.atleast_1d(fig.subfigures(rows, GRID)).ravel()
     for i, cell in enumerate(cells):
         if i >= len(faces):
@@ -367,7 +367,7 @@ def plot_saliency(faces: np.ndarray, maps: np.ndarray, y, probs, path: Path) -> 
 
 def plot_faces(faces: np.ndarray, y, probs, path: Path, title: str) -> None:
     rows = int(np.ceil(len(faces) / GRID))
-    fig = _figure(GRID * 2.1, rows * 2.45 + 0.5)
+    fig = figure(GRID * 2.1, rows * 2.45 + 0.5)
     axes = np.atleast_2d(fig.subplots(rows, GRID)).ravel()
     for i, ax in enumerate(axes):
         ax.set_axis_off()
