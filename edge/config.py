@@ -18,6 +18,7 @@ validate a Pi's config file.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import socket
 import stat
@@ -132,6 +133,43 @@ class MetricsSettings:
     host: str = "127.0.0.1"  # "0.0.0.0" to let a Prometheus server on the LAN scrape it
 
 
+#: Hosts that only this machine can reach; any other bind address needs [http] token.
+LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost; False for "" and "0.0.0.0" (every address)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a LAN address
+
+
+@dataclass
+class HttpSettings:
+    """The live view in a browser: video with boxes, emotions over time, health (`--http`)."""
+
+    port: int = setting(0, 0, 65535)  # 0 = off; e.g. 8080
+    host: str = "127.0.0.1"  # loopback; any other address requires a token
+    token: str = ""  # `Authorization: Bearer TOKEN` or ?token=TOKEN; or $EMOPI_HTTP_TOKEN
+    video: bool = True  # false: the page without the picture (no frame leaves the process)
+    max_fps: float = setting(10.0, 0, 30, low_open=True)  # MJPEG frames per second, at most
+    max_width: int = setting(640, 160, 1920)  # MJPEG frames are scaled down to this width
+    jpeg_quality: int = setting(70, 10, 95)
+    timeline: float = setting(600.0, 60, 3600, unit="s")  # history of faces and emotions kept
+    stale_after: float = setting(5.0, 0.5, 600, unit="s")  # /healthz: 503 after no frame so long
+
+    def cross_check(self) -> None:
+        if self.port and not self.token and not is_loopback(self.host):
+            raise invalid(
+                "http.host",
+                "must be a loopback address unless [http] token (or $EMOPI_HTTP_TOKEN) is set, "
+                f"not {self.host!r}",
+            )
+
+
 @dataclass
 class Config:
     device_id: str = ""  # "" = this machine's hostname
@@ -142,6 +180,7 @@ class Config:
     classify: ClassifySettings = field(default_factory=ClassifySettings)
     smooth: SmoothSettings = field(default_factory=SmoothSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
 
     def validate(self) -> None:

@@ -47,6 +47,7 @@ class FaceView:
     box: PixelBox  # pixels of the frame
     emotion: str | None  # None while the track is not confirmed/classified yet
     confidence: float
+    probs: dict[str, float] | None = None  # smoothed probabilities, once classified
 
 
 #: Gets each frame and its faces; returns False to ask the pipeline to stop (window closed).
@@ -362,7 +363,9 @@ class Pipeline:
             if state is None:  # not confirmed or not classified yet
                 views.append(FaceView(track.id, box, None, 0.0))
             else:
-                views.append(FaceView(track.id, box, state.emotion, state.confidence))
+                views.append(
+                    FaceView(track.id, box, state.emotion, state.confidence, state.prob_dict())
+                )
         return views
 
 

@@ -45,3 +45,13 @@ def config_overrides(
     values = {key: getattr(args, dest) for key, dest in keys.items()}
     flags = {key: "--" + dest.replace("_", "-") for key, dest in keys.items()}
     return values, flags
+
+
+def http_address(text: str) -> tuple[str | None, int]:
+    """``[HOST:]PORT`` -> ``(HOST or None, PORT)``; ``[::1]:8080`` for IPv6."""
+    host, sep, port = text.strip().rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or (sep and not host):
+        raise argparse.ArgumentTypeError(
+            f"must be [HOST:]PORT with PORT 1..65535 (8080, 127.0.0.1:8080), not {text!r}"
+        )
+    return (host.strip("[]") if sep else None), int(port)

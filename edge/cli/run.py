@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from emopi.edge.cli.argtypes import config_overrides, count, positive_float
+from emopi.edge.cli.argtypes import config_overrides, count, http_address, positive_float
 
 #: Config keys that flags of `emopi run` set, and each flag's argparse dest.
 FLAG_KEYS = {
@@ -18,6 +18,8 @@ FLAG_KEYS = {
     "detect.every": "detect_every",
     "device_id": "device_id",
     "metrics.port": "metrics_port",
+    "http.host": "http_host",
+    "http.port": "http_port",
     "mqtt.host": "mqtt_host",
     "mqtt.port": "mqtt_port",
     "mqtt.username": "mqtt_username",
@@ -82,6 +84,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="Prometheus metrics port (0 = off)"
     )
+    p.add_argument(
+        "--http",
+        type=http_address,
+        metavar="[HOST:]PORT",
+        help="live view in a browser at http://HOST:PORT/ (HOST default 127.0.0.1; any other "
+        "address needs [http] token)",
+    )
     mqtt = p.add_argument_group("MQTT (override the [mqtt] section)")
     mqtt.add_argument(
         "--mqtt-host", metavar="HOST", help='broker host; "embedded" starts one in-process'
@@ -103,7 +112,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger().setLevel(logging.WARNING)
     path = config_path(args.config, os.environ)
-    cfg = load_config(path, os.environ, *config_overrides(args, FLAG_KEYS))
+    args.http_host, args.http_port = args.http or (None, None)
+    overrides, flags = config_overrides(args, FLAG_KEYS)
+    flags["http.host"] = flags["http.port"] = "--http"
+    cfg = load_config(path, os.environ, overrides, flags)
     options = RunOptions(
         preview=args.preview,
         annotate=args.annotate,

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import cv2
-import numpy as np
 
 from emopi.edge.errors import EmopiError
 from emopi.edge.events import EmotionEvent, SceneState
 from emopi.edge.pipeline import FaceView
 from emopi.edge.service.display import gui_available
+from emopi.edge.service.draw import draw_faces
 from emopi.edge.vision.sources import Frame
 
 log = logging.getLogger("emopi.run")
@@ -145,21 +145,3 @@ class PreviewWindow:
 
     def close(self) -> None:
         cv2.destroyAllWindows()
-
-
-def draw_faces(image: np.ndarray, faces: list[FaceView]) -> np.ndarray:
-    """Boxes and labels on a BGR copy of ``image`` (gray images are converted)."""
-    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
-    for face in faces:
-        x, y, w, h = face.box
-        color = (0, 200, 0) if face.emotion else (0, 200, 255)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
-        label = (
-            f"#{face.track_id} {face.emotion} {face.confidence:.0%}"
-            if face.emotion
-            else (f"#{face.track_id} ...")
-        )
-        cv2.putText(
-            out, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA
-        )
-    return out

@@ -4,7 +4,8 @@
 ``EMOPI_*`` < flags, see :mod:`emopi.edge.config`) and the per-invocation
 :class:`RunOptions`. Without an MQTT broker configured, events are printed on stdout as JSON
 lines; stats go to stderr. SIGINT/SIGTERM stop cleanly: open tracks get their ``end`` event
-first. Frames never leave the process unless ``--preview`` or ``--annotate`` asks for it.
+first. Frames never leave the process unless ``--preview`` or ``--annotate`` asks for it,
+or ``--http`` is on and a browser is watching the video.
 """
 
 from __future__ import annotations
@@ -72,6 +73,25 @@ def _make_sinks(
     return sinks, observers
 
 
+def _start_http(
+    cfg: Config, source: Any, sinks: list[Any], observers: list[Any], stack: contextlib.ExitStack
+) -> Any:
+    """The browser view: a sink, an observer and a viewer at once; serves at once."""
+    from emopi.edge.service.http.live import LiveView
+    from emopi.edge.service.http.server import HttpServer
+
+    # The MQTT sink has counters() (connected, spool depth); the Prometheus server a registry.
+    counters = next((s.counters for s in sinks if hasattr(s, "counters")), None)
+    registry = next((o.registry for o in observers if hasattr(o, "registry")), None)
+    live = LiveView(cfg.http, source, counters)
+    server = HttpServer(live, cfg.http, registry).start()
+    stack.callback(server.close)
+    sinks.append(live)
+    observers.append(live)
+    log.info("live view: %s%s", server.url, "?token=..." if cfg.http.token else "")
+    return live
+
+
 def _wait_for_broker(sink: Any, timeout: float) -> None:
     """Stop on refused credentials (retrying cannot fix them); run on for anything else.
 
@@ -125,7 +145,7 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
             stack.callback(preview.close)
             viewers.append(preview)
         annotated = AnnotatedVideo(opts.annotate, cfg.source.fps) if opts.annotate else None
-        want_color = bool(opts.preview or opts.annotate)
+        want_color = bool(opts.preview or opts.annotate or (cfg.http.port and cfg.http.video))
         source = sources.make_source(
             cfg.source.spec, cfg.source, want_color=want_color, realtime=opts.realtime
         )
@@ -142,6 +162,8 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
             require_int8=cfg.classify.require_int8,
         )
         sinks, observers = _make_sinks(cfg, opts, stack, classifier.model_id)
+        if cfg.http.port:
+            viewers.append(_start_http(cfg, source, sinks, observers, stack))
         pipeline = build_pipeline(
             cfg,
             source,
