@@ -89,6 +89,14 @@ def invalid(key: str, problem: str) -> ConfigError:
     return ConfigError(f"{label(key)} {problem}", key=key, problem=problem)
 
 
+def located(origin: str, key: str, problem: str) -> ConfigError:
+    """The error named the way the user set the value: ``--threads must be 1..64, not 0`` for
+    a flag, else ``ORIGIN: [classify] threads must be ...`` (a file or a variable)."""
+    if origin.startswith("--"):
+        return ConfigError(f"{origin} {problem}", key=key, problem=problem)
+    return ConfigError(f"{origin}: {label(key)} {problem}", key=key, problem=problem)
+
+
 def validate_tree(node: Any, prefix: str = "") -> None:
     """Check the bounds of every field below ``node``, then each section's ``cross_check()``."""
     for f in fields(node):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from emopi.edge.bounds import invalid, label, setting, validate_tree
+from emopi.edge.bounds import invalid, located, setting, validate_tree
 from emopi.edge.errors import ConfigError
 from emopi.edge.mqtt.settings import PASSWORD_ENV, MqttSettings
 
@@ -254,13 +254,6 @@ def exposed_secrets(cfg: Config, path: Path | None) -> list[str]:
 Origins = dict[str, str]
 
 
-def _located(origin: str, key: str, problem: str) -> ConfigError:
-    """``--threads must be ...`` for a flag, else ``ORIGIN: [classify] threads must be ...``."""
-    if origin.startswith("--"):
-        return ConfigError(f"{origin} {problem}", key=key, problem=problem)
-    return ConfigError(f"{origin}: {label(key)} {problem}", key=key, problem=problem)
-
-
 def _type_name(kind: type) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         kind, kind.__name__
@@ -276,7 +269,7 @@ def _coerce(value: Any, default: Any, key: str, origin: str) -> Any:
         return "5" if value == 5 else str(value)  # `protocol = 5` written without quotes
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
-    raise _located(origin, key, f"must be {_type_name(kind)}, not {value!r}")
+    raise located(origin, key, f"must be {_type_name(kind)}, not {value!r}")
 
 
 def _unknown(name: str, known: list[str], section: str, origin: str) -> ConfigError:
@@ -405,5 +398,5 @@ def load_config(
         origin = origins.get(exc.key)
         if origin is None:  # a default, or a rule over several settings
             raise
-        raise _located(origin, exc.key, exc.problem) from None
+        raise located(origin, exc.key, exc.problem) from None
     return cfg

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from emopi.edge.bounds import located
+from emopi.edge.errors import ConfigError
 from emopi.edge.mqtt.settings import MqttSettings, TlsSettings
 
 
@@ -39,7 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_listen)
 
 
+#: The flag behind each [mqtt] key that `emopi listen` sets, for errors that name it.
+FLAGS = {
+    "mqtt.host": "--host",
+    "mqtt.port": "--port",
+    "mqtt.username": "--username",
+    "mqtt.password_file": "--password-file",
+    "mqtt.protocol": "--protocol",
+    "mqtt.tls.ca_file": "--tls-ca",
+    "mqtt.tls.certfile": "--tls-cert",
+    "mqtt.tls.keyfile": "--tls-key",
+}
+
+
 def settings_from_args(args: argparse.Namespace) -> MqttSettings:
+    """The broker connection the flags describe, checked like the ``[mqtt]`` section."""
     tls = TlsSettings(
         enabled=args.tls,
         ca_file=args.tls_ca,
@@ -56,7 +72,12 @@ def settings_from_args(args: argparse.Namespace) -> MqttSettings:
         tls=tls,
         protocol=args.protocol,
     )
-    settings.validate()
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        if exc.key not in FLAGS:
+            raise
+        raise located(FLAGS[exc.key], exc.key, exc.problem) from None
     return settings
 
 

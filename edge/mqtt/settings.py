@@ -55,9 +55,9 @@ class TlsSettings:
 
     def cross_check(self) -> None:
         if self.certfile and not self.keyfile:
-            raise invalid("mqtt.tls.certfile", "needs keyfile too (a client certificate has both)")
+            raise invalid("mqtt.tls.certfile", "needs its private key file too (keyfile)")
         if self.keyfile and not self.certfile:
-            raise invalid("mqtt.tls.keyfile", "needs certfile too (a client certificate has both)")
+            raise invalid("mqtt.tls.keyfile", "needs its certificate file too (certfile)")
         for name in ("ca_file", "certfile", "keyfile"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
@@ -135,7 +135,7 @@ class MqttSettings:
             raise invalid(
                 "mqtt.host",
                 f"must be a host name or an IP address, not {self.host!r} "
-                "(no scheme, port or path: the port goes in [mqtt] port)",
+                "(no scheme, port or path: the port is a setting of its own)",
             )
         for name in ("topic_prefix", "discovery_prefix"):
             if any(c in getattr(self, name) for c in "#+\0"):

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from helpers import free_port
+import pytest
+from helpers import free_port, run_cli
 from mqtt_driver import DEVICE, make_event, plain_settings
 
 from emopi.edge.mqtt.listen import Printer
@@ -91,3 +92,18 @@ def test_printer_remembers_only_the_latest_events():
     assert not printer.show("emopi/x/event", events[4])  # recent: still a duplicate
     assert not printer.show("emopi/x/event", events[2])
     assert printer.show("emopi/x/event", events[0])  # forgotten: the set is bounded
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--port", "70000"), "emopi listen: error: --port must be 1..65535, not 70000"),
+        (
+            ("--tls-ca", "/nonexistent.pem"),
+            "emopi listen: error: --tls-ca /nonexistent.pem does not exist",
+        ),
+    ],
+)
+def test_listen_errors_name_the_flag(args, line):
+    out = run_cli("listen", *args)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [line]

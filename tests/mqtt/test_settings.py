@@ -61,7 +61,7 @@ def test_a_toml_table_merges_like_every_section(tmp_path):
             "[mqtt]\nusername = 'u'\npassword_file = '/nonexistent'\n",
             "[mqtt] password_file /nonexistent does not exist",
         ),
-        ("[mqtt.tls]\ncertfile = '/c.pem'\n", "[mqtt.tls] certfile needs keyfile too"),
+        ("[mqtt.tls]\ncertfile = '/c.pem'\n", "[mqtt.tls] certfile needs its private key file too"),
         ("[mqtt.tls]\nca_file = '/nonexistent.pem'\n", "ca_file /nonexistent.pem does not exist"),
         ("[mqtt.tls]\ninsecure = 'yes'\n", "[mqtt.tls] insecure must be true or false"),
         ("[mqtt]\ntls = 'on'\n", "[mqtt.tls] must be a table"),
