@@ -88,7 +88,12 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
 
 def test_editable_install_maps_to_the_source_tree():
     import emopi.edge
+    import emopi.edge.vision.sources
+    import emopi.tools
     import emopi.train
 
     assert Path(emopi.edge.__file__).resolve().parent == ROOT / "edge"
     assert Path(emopi.train.__file__).resolve().parent == ROOT / "train"
+    assert Path(emopi.tools.__file__).resolve().parent == ROOT / "tools"
+    sources = Path(emopi.edge.vision.sources.__file__).resolve()
+    assert sources == ROOT / "edge" / "vision" / "sources" / "__init__.py"
