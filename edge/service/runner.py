@@ -83,7 +83,7 @@ def _start_http(
     # The MQTT sink has counters() (connected, spool depth); the Prometheus server a registry.
     counters = next((s.counters for s in sinks if hasattr(s, "counters")), None)
     registry = next((o.registry for o in observers if hasattr(o, "registry")), None)
-    live = LiveView(cfg.http, source, counters)
+    live = LiveView(cfg.http, source, counters, cfg.resolved_device_id)
     server = HttpServer(live, cfg.http, registry).start()
     stack.callback(server.close)
     sinks.append(live)

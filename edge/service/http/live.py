@@ -58,8 +58,10 @@ class LiveView:
         settings: HttpSettings,
         source: SourceStatus,
         counters: Callable[[], dict[str, Any]] | None = None,
+        device_id: str = "",
     ) -> None:
         self.settings = settings
+        self.device_id = device_id
         self.source = source
         self.counters = counters  # MQTT: connected, spool depth, ... (None without MQTT)
         self.watchers = 0  # MJPEG clients; set by the server thread, read by the pipeline's
@@ -188,6 +190,7 @@ class LiveView:
         count, dominant = _count_and_dominant(faces)
         return {
             "ts": round(time.time(), 3),
+            "device_id": self.device_id,
             "video": self.settings.video,
             "faces": [_face_json(f, size) for f in faces],
             "face_count": count,

@@ -76,6 +76,8 @@ function renderTimeline(points) {
   ctx.fillStyle = "#9aa4ad";
   ctx.font = "12px sans-serif";
   ctx.fillText(`faces (max ${maxFaces})`, 4, band + 14);
+  ctx.fillText("now", w - 28, h - 4);
+  ctx.fillText(new Date(t0 * 1000).toLocaleTimeString(), 4, h - 4);
   $("timeline-span").textContent = `last ${Math.round((t1 - t0) / 60)} min`;
 }
 
@@ -145,6 +147,7 @@ async function poll() {
     if (response.status === 401) throw new Error("token needed: open the page with ?token=…");
     const state = await response.json();
     startVideo(state.video);
+    $("device").textContent = state.device_id;
     renderFaces(state.faces);
     renderTimeline(state.timeline);
     renderHealth(state.health);
