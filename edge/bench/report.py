@@ -143,6 +143,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"**Warning: {m['pi_throttled']}** — the Pi throttled; figures are low.", ""]
     if report.get("sweep"):
         lines += [f"## Sweep {report['sweep']}", "", *_sweep_table(report), ""]
+    if report.get("http_view"):
+        from emopi.edge.bench.http_view import markdown
+
+        lines += markdown(report["http_view"], report["runs"])
     for run in report["runs"]:
         lines += _run_section(run)
     if report.get("plot"):

@@ -114,6 +114,7 @@ class RunPlan:
     warmup: int
     compare_float: bool = False
     float_model: str | None = None
+    http: str = ""  # "off" | "idle" | "viewer" with `--http` (see emopi.edge.bench.http_view)
 
 
 def load_variants(cfg: Any, compare_float: bool, float_model: str | None) -> list[Variant]:
@@ -166,9 +167,16 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
         else:
             inner = NullSink()
         sink = CountingSink(inner)
-        raw = make_source(cfg.source.spec, cfg.source, realtime=False)
+        color = plan.http in ("idle", "viewer") and cfg.http.video
+        raw = make_source(cfg.source.spec, cfg.source, want_color=color, realtime=False)
         raw.open()
         stack.callback(raw.close)
+        view: list[Any] = []
+        watcher = None
+        if plan.http in ("idle", "viewer"):
+            from emopi.edge.bench.http_view import attach
+
+            view, _server, watcher = attach(plan.http, cfg, raw, stack)
         source = StampedSource(raw)
         bar = Progress(plan.warmup + plan.frames, plan.label)
         recorder = Recorder(
@@ -177,8 +185,9 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
         pipeline = build_pipeline(
             cfg,
             source,
-            [sink],
-            observers=[recorder],
+            [sink, *view],
+            observers=[recorder, *view],
+            viewers=view,
             max_frames=plan.warmup + plan.frames,
             classifier=timed,
         )
@@ -216,6 +225,8 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "variants": {},
     }
+    if plan.http:
+        result["http"] = {"mode": plan.http, "frames_sent": watcher.frames if watcher else 0}
     for variant in variants:
         entry = {"model": variant.facts(), **recorder.variant_result(variant.label)}
         result["variants"][variant.label] = entry

@@ -64,6 +64,16 @@ def load_bench_config(args: argparse.Namespace) -> Any:
 
 def plans(args: argparse.Namespace, cfg: Any) -> tuple[list[RunPlan], str | None]:
     compare_float = args.compare == "float"
+    if args.http:
+        if compare_float or args.sweep:
+            raise EmopiError("use --http alone, without --compare or --sweep")
+        from emopi.edge.bench.http_view import LABELS, MODES, ROUNDS
+
+        return [
+            RunPlan(f"{LABELS[mode]}, round {r}", cfg, args.frames, args.warmup, http=mode)
+            for r in range(1, ROUNDS + 1)
+            for mode in MODES
+        ], None
     if not args.sweep:
         label = "synthetic" if args.source == "synthetic" else "pipeline"
         return [
@@ -118,6 +128,8 @@ def bench(args: argparse.Namespace) -> int:
         args.source = "synthetic"
     cfg = load_bench_config(args)
     run_plans, sweep = plans(args, cfg)
+    if synthetic and args.http:
+        raise EmopiError("--http needs a video or camera source, not synthetic")
     if not synthetic:
         check_source(cfg)
         parse_broker(args.broker)
@@ -161,6 +173,10 @@ def bench(args: argparse.Namespace) -> int:
         "runs": runs,
         "plot": None,
     }
+    if args.http:
+        from emopi.edge.bench.http_view import summary
+
+        report["http_view"] = summary(runs)
     if not synthetic and write_plot(report, series, out_dir / "bench.png"):
         report["plot"] = "bench.png"
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -222,6 +238,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sweep",
         metavar="KEY=A,B,..",
         help="one run per value, one table: threads=1,2,4 or detect-width=240,320,480",
+    )
+    p.add_argument(
+        "--http",
+        action="store_true",
+        help="cost of the browser view (emopi run --http): fps with it off, on with nobody "
+        "watching and on with one MJPEG viewer, side by side",
     )
     p.set_defaults(handler=_handler)
 
