@@ -48,7 +48,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", dest="weight_decay", type=float, help="default 5e-4")
-    p.add_argument("--schedule", choices=("cosine", "plateau"), help="LR schedule (default cosine)")
+    p.add_argument(
+        "--schedule", choices=("cosine", "plateau", "constant"), help="LR schedule (default cosine)"
+    )
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, help="default 2")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float, help="default 0.1")
     p.add_argument("--class-weight", dest="class_weight", choices=("none", "balanced", "sqrt"))
@@ -151,6 +153,12 @@ def _study_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="training data (csv, folder tree or npz)")
     p.add_argument("--epochs", type=int, default=15, help="maximum epochs per depth (default 15)")
     p.add_argument("--depths", default="3,4,5,6", help="comma-separated depths (default 3,4,5,6)")
+    p.add_argument(
+        "--settings",
+        default="plain,recipe",
+        help="plain (the research's: no BatchNorm, no augmentation, Adam) and/or recipe "
+        "(emopi's training recipe); default both",
+    )
     p.add_argument("--out", default="runs/study-depth", help="study folder (runs/study-depth)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1234)

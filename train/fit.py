@@ -45,7 +45,7 @@ class TrainConfig:
     lr: float = 0.1  # peak learning rate
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # cosine (to 0 after warm-up) | plateau
+    schedule: str = "cosine"  # cosine (to 0 after warm-up) | plateau | constant
     warmup_epochs: int = 2
     label_smoothing: float = 0.1
     class_weight: str = "sqrt"  # none | balanced | sqrt (square root of balanced)
@@ -145,10 +145,10 @@ def versions() -> dict[str, str]:
 def _schedule(cfg: TrainConfig, steps_per_epoch: int):
     import keras
 
-    if cfg.schedule == "plateau":
+    if cfg.schedule in ("plateau", "constant"):
         return cfg.lr
     if cfg.schedule != "cosine":
-        raise EmopiError(f"unknown schedule {cfg.schedule!r}; choose cosine or plateau")
+        raise EmopiError(f"unknown schedule {cfg.schedule!r}; choose cosine, plateau or constant")
     warmup = cfg.warmup_epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr / 100 if warmup else cfg.lr,

@@ -44,21 +44,27 @@ def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, separable: bool
     return layers.ReLU()(x)
 
 
-def cnn_depth(depth: int) -> keras.Model:
+def cnn_depth(depth: int, batchnorm: bool = False) -> keras.Model:
     """The research's conv-depth family: ``depth`` plain conv layers, then a dense head.
 
     Filters double from 32 up to 256; the first four layers halve the resolution
     (48 -> 3), so deeper variants add layers at the lowest resolution, as the study did.
+    ``batchnorm`` puts BatchNorm after every conv (the depth study's "recipe" setting).
     """
     inputs, x = _input()
     for i in range(depth):
-        x = layers.Conv2D(min(32 * 2**i, 256), 3, padding="same", activation="relu")(x)
+        filters = min(32 * 2**i, 256)
+        if batchnorm:
+            x = _conv_bn(x, filters)
+        else:
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         if i < 4:
             x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
     x = layers.Dropout(0.5)(x)
-    return keras.Model(inputs, _classes(x), name=f"cnn-depth{depth}")
+    suffix = "-bn" if batchnorm else ""
+    return keras.Model(inputs, _classes(x), name=f"cnn-depth{depth}{suffix}")
 
 
 def seq_cnn() -> keras.Model:
@@ -175,6 +181,7 @@ def _basic_block(x, filters: int, strides: int):
 
 ARCHITECTURES: dict[str, Builder] = {
     **{f"cnn-depth{d}": (lambda d=d: cnn_depth(d)) for d in (3, 4, 5, 6)},
+    **{f"cnn-depth{d}-bn": (lambda d=d: cnn_depth(d, batchnorm=True)) for d in (3, 4, 5, 6)},
     "seq-cnn": seq_cnn,
     "mini-xception": mini_xception,
     "mobilenet-tiny": mobilenet_tiny,

@@ -59,8 +59,19 @@ def stratified_sample(faces: Faces, size: int, seed: int = 0) -> np.ndarray:
 
 
 def convert(model, calib: np.ndarray | None) -> bytes:
-    """Convert a Keras model; full int8 when ``calib`` faces are given, else float32."""
+    """Convert a Keras model; full int8 when ``calib`` faces are given, else float32.
+
+    A TensorFlow-backend step: a model trained on JAX or torch is converted from its saved
+    ``.keras`` file in a process running Keras on TensorFlow.
+    """
+    import keras
     import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise EmopiError(
+            f"int8 conversion runs on Keras's TensorFlow backend, not {keras.backend.backend()}: "
+            "run it with KERAS_BACKEND=tensorflow"
+        )
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if calib is not None:

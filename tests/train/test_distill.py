@@ -146,6 +146,12 @@ def test_jax_backend_trains_and_tensorflow_converts_its_model(tree, soft_labels,
     from emopi.edge.vision.classify import TFLiteModel
     from emopi.train.quantize import convert
 
+    refused = run_cli(
+        "quantize", str(run / "best.keras"), "--calib", str(tree),
+        "--out", str(tmp_path / "q.tflite"), env={"KERAS_BACKEND": "jax"},
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "int8 conversion runs on Keras's TensorFlow backend, not jax" in refused.stderr
     model = keras.models.load_model(run / "best.keras")
     faces = synthetic_faces(16)[0]
     float_probs = model.predict(faces[..., None].astype("float32"), verbose=0)

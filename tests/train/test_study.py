@@ -10,7 +10,7 @@ import pytest
 from emopi.edge.cli import main
 from emopi.edge.errors import EmopiError
 from emopi.train import study
-from emopi.train.study import parse_depths
+from emopi.train.study import parse_depths, parse_settings
 
 
 def study_args(npz, out, *extra):
@@ -39,23 +39,40 @@ def finished(npz, tmp_path_factory):
     return out
 
 
-def test_depth_study_table_and_rerun_skips_finished_depths(finished, npz, monkeypatch, capsys):
+def test_depth_study_tables_in_the_research_format_and_rerun_skips_finished(
+    finished, npz, monkeypatch, capsys
+):
     out = finished
     table = json.loads((out / "study.json").read_text())
-    assert [r["depth"] for r in table["results"]] == [3, 4]
+    got = [(r["setting"], r["depth"], r["arch"]) for r in table["results"]]
+    assert got == [
+        ("plain", 3, "cnn-depth3"),
+        ("plain", 4, "cnn-depth4"),
+        ("recipe", 3, "cnn-depth3-bn"),
+        ("recipe", 4, "cnn-depth4-bn"),
+    ]
     assert table["val_images"] == 42 and table["epochs"] == 1
-    assert table["reference"] == {"depth": 6, "epochs": 15, "accuracy": 0.48, "macro_f1": 0.47}
+    assert table["research"]["by_depth"]["5"]["accuracy"] == 0.43  # the research's table
     for r in table["results"]:
-        assert r["arch"] == f"cnn-depth{r['depth']}" and r["epochs_run"] == 1
-        assert 0.0 <= r["macro_f1"] <= 1.0 and 0.0 <= r["weighted_f1"] <= 1.0
-        finished = json.loads((out / r["arch"] / "metrics.json").read_text())
-        assert r["accuracy"] == pytest.approx(finished["accuracy"])  # same model, same val
-    assert table["results"][0]["params"] != table["results"][1]["params"]
+        run = out / r["setting"] / r["arch"]
+        finished_metrics = json.loads((run / "metrics.json").read_text())
+        assert r["accuracy"] == pytest.approx(finished_metrics["accuracy"])  # same model, same val
+        assert r["epochs_run"] == 1 and r["ms_per_face_int8"] > 0
+        config = json.loads((run / "config.json").read_text())
+        plain = r["setting"] == "plain"
+        assert config["augment"]["enabled"] is not plain
+        assert config["optimizer"] == ("adam" if plain else "sgd")
+    by_arch = {r["arch"]: r for r in table["results"]}
+    assert by_arch["cnn-depth4"]["mult_adds"] > by_arch["cnn-depth3"]["mult_adds"]
+    assert by_arch["cnn-depth3-bn"]["params"] > by_arch["cnn-depth3"]["params"]  # BatchNorm
     md = (out / "study.md").read_text()
-    rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| conv layers | params |")
-    assert rows[1].startswith("| 3 | ") and rows[2].startswith("| 4 | ")
-    assert rows[3].startswith("| 6 (research) |") and "≈0.48" in rows[3] and "≈0.47" in rows[3]
+    assert "## Macro averages" in md and "## Weighted averages" in md and "## Cost" in md
+    rows = [line for line in md.splitlines() if line.startswith("| 3 | ")]
+    assert rows[0] == "| 3 | research | 0.47 | 0.53 | 0.56 | 0.46 |"  # macro table first
+    assert rows[1].startswith("| 3 | emopi, plain | ") and rows[2].startswith(
+        "| 3 | emopi, recipe |"
+    )
+    assert "| 3 | research | 0.47 | 0.61 | 0.47 | 0.51 |" in md  # the weighted table
     assert (out / "study.png").stat().st_size > 10_000
 
     def no_training(*_args, **_kw):
@@ -63,15 +80,15 @@ def test_depth_study_table_and_rerun_skips_finished_depths(finished, npz, monkey
 
     monkeypatch.setattr(study, "train", no_training)
     (out / "study.json").unlink()
-    assert main(study_args(npz, out)) == 0  # both depths finished: only the table is rebuilt
+    assert main(study_args(npz, out)) == 0  # every run finished: only the tables are rebuilt
     again = json.loads((out / "study.json").read_text())
     assert again["results"] == table["results"]
-    assert "| conv layers |" in capsys.readouterr().out  # the table is printed too
+    assert "| conv layers | trained |" in capsys.readouterr().out  # the tables are printed too
 
 
 def test_an_unfinished_depth_resumes_with_its_own_config(finished, npz, tmp_path, monkeypatch):
     out = shutil.copytree(finished, tmp_path / "study")
-    metrics = out / "cnn-depth4" / "metrics.json"
+    metrics = out / "plain" / "cnn-depth4" / "metrics.json"
     saved = metrics.read_text()
     metrics.unlink()  # as if killed before the end: config.json and checkpoints remain
     resumed = []
@@ -82,14 +99,14 @@ def test_an_unfinished_depth_resumes_with_its_own_config(finished, npz, tmp_path
 
     monkeypatch.setattr(study, "train", fake_train)
     assert main(study_args(npz, out)) == 0
-    assert resumed == [("cnn-depth4", 1, out / "cnn-depth4")]
-    assert len(json.loads((out / "study.json").read_text())["results"]) == 2
+    assert resumed == [("cnn-depth4", 1, out / "plain" / "cnn-depth4")]
+    assert len(json.loads((out / "study.json").read_text())["results"]) == 4
 
 
 def test_a_study_folder_with_other_settings_is_refused(npz, tmp_path, capsys):
     out = tmp_path / "study"
-    (out / "cnn-depth3").mkdir(parents=True)
-    (out / "cnn-depth3" / "config.json").write_text(
+    (out / "plain" / "cnn-depth3").mkdir(parents=True)
+    (out / "plain" / "cnn-depth3" / "config.json").write_text(
         json.dumps({"data": str(npz), "arch": "cnn-depth3", "epochs": 7, "seed": 1234})
     )
     assert main(study_args(npz, out, "--depths", "3")) == 2
@@ -105,6 +122,11 @@ def test_a_study_folder_with_other_settings_is_refused(npz, tmp_path, capsys):
 def test_bad_depths(text, message):
     with pytest.raises(EmopiError, match=message):
         parse_depths(text)
+
+
+def test_bad_settings():
+    with pytest.raises(EmopiError, match="--settings 'plain,fancy': choose among plain,recipe"):
+        parse_settings("plain,fancy")
 
 
 def test_missing_data_is_one_line(capsys):

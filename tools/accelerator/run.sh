@@ -9,20 +9,9 @@ cd "$(dirname "$0")/../.."
 out=$1 teacher_epochs=${2:-60} student_epochs=${3:-70}
 data=${ACCEL_DATA:-.accel/fer.npz}
 runs=${ACCEL_RUNS:-/tmp/emopi-runs}
-export KERAS_BACKEND=${KERAS_BACKEND:-jax} PYTHONUNBUFFERED=1
-# Two students share the GPU: allocate on demand instead of 75 % of the memory each.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
 mkdir -p "$out" "$runs"
-
-if ! python3 -c 'import emopi.train' 2>/dev/null; then
-  # No install there: Keras from carried wheels, emopi from this checkout via its package map.
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .accel/whl/*.whl
-  mkdir -p /tmp/pkg/emopi
-  ln -sfn "$PWD/edge" /tmp/pkg/emopi/edge
-  ln -sfn "$PWD/train" /tmp/pkg/emopi/train
-  export PYTHONPATH="/tmp/site:/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}"
-fi
-python3 -m emopi.train.backend | tee "$out/log.txt"
+. tools/accelerator/env.sh >"$out/log.txt"  # sourced: its exports stay
+cat "$out/log.txt"
 
 train() {  # NAME ARCH EPOCHS [extra flags]
   local name=$1 arch=$2 epochs=$3
