@@ -53,7 +53,8 @@ Options:
   -h, --help          this text
 
 Test hooks (environment): EMOPI_OS_RELEASE=FILE replaces /etc/os-release,
-EMOPI_ARCH=ARCH replaces the detected architecture (dpkg --print-architecture / uname -m).
+EMOPI_ARCH=ARCH replaces the detected architecture (dpkg --print-architecture / uname -m),
+EMOPI_ASSUME_SYSTEMD=1 uses the systemctl on PATH even where systemd is not running.
 EOF
 }
 
@@ -167,7 +168,9 @@ fix_owner() {
 
 has_user() { getent passwd "$SERVICE_USER" >/dev/null 2>&1; }
 config_group() { if [ "$DO_USER" = 1 ] && { has_user || [ "$DRY_RUN" = 1 ]; }; then echo "$SERVICE_USER"; else echo root; fi; }
-systemd_running() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+systemd_running() {
+  { [ -d /run/systemd/system ] || [ "${EMOPI_ASSUME_SYSTEMD:-}" = 1 ]; } && command -v systemctl >/dev/null 2>&1
+}
 
 find_unit_file() { # path of unit file $1 in UNIT_SRC_DIRS
   local d

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import SHARED_DATA, Mosquitto, make_mosquitto
+from helpers import ROOT, SHARED_DATA, Mosquitto, make_mosquitto
 from mqtt_driver import Subscriber
+
+PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +29,20 @@ def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker = make_mosquitto(tmp_path)
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The emopi wheel built from this checkout, once per session (deploy and fleet tests)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [*PIP_WHEEL, "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (whl,) = out.glob("emopi-*.whl")
+    return whl
 
 
 @pytest.fixture(scope="session")

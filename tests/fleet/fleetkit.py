@@ -237,3 +237,26 @@ class Consumer:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def read_retained(port: int, topic: str, timeout: float = 10.0) -> bytes | None:
+    """The retained message on ``topic`` (as the consumer user); None if none came in time."""
+    got: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append(msg.payload)
+        arrived.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(CONSUMER_USER, PASSWORD)
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        arrived.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[-1] if got else None
