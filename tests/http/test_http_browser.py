@@ -33,7 +33,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1280,1000",
+    "--window-size=1280,1300",
 )
 GREEN = np.array([0, 200, 0])  # BGR of a classified face's box and label background
 WHITE_ON_GREEN = 50  # label text pixels inside the label box, at least

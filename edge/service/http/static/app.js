@@ -62,7 +62,7 @@ function renderTimeline(points) {
   points.forEach(([t, , dominant], i) => {  // dominant emotion: a coloured band
     const next = i + 1 < points.length ? points[i + 1][0] : t + 1;
     ctx.fillStyle = COLORS[dominant || "none"];
-    ctx.fillRect(x(t), 0, Math.max(1, x(next) - x(t)), band);
+    ctx.fillRect(Math.floor(x(t)), 0, Math.ceil(x(next) - x(t)) + 1, band);  // no seams
   });
   ctx.strokeStyle = "#e6e6e6";  // face count: a step line under the band
   ctx.lineWidth = 2;
