@@ -40,7 +40,7 @@ def test_wheel_has_one_import_root(wheel):
     assert roots == {"emopi"}
     assert "emopi/edge/contract.py" in names and "emopi/train/cli.py" in names
     # every sub-package of the runtime ships, and the workstation's deploy tool sits outside it
-    for package in ("vision", "vision/sources", "mqtt", "service", "cli", "bench"):
+    for package in ("vision", "vision/sources", "mqtt", "service", "service/http", "cli", "bench"):
         assert f"emopi/edge/{package}/__init__.py" in names, package
     assert "emopi/tools/deploy.py" in names
     assert not any(n.startswith("emopi/edge/") and "deploy" in n for n in names)
@@ -53,6 +53,8 @@ def test_wheel_ships_the_model_and_entry_points(wheel):
     names = zf.namelist()
     assert "emopi/edge/models/emopi-fer-int8.tflite" in names
     assert "emopi/edge/models/emopi-fer-int8.json" in names
+    for asset in ("index.html", "app.js", "style.css"):  # the live view's page (`--http`)
+        assert f"emopi/edge/service/http/static/{asset}" in names
     ep = next(n for n in names if n.endswith("entry_points.txt"))
     text = zf.read(ep).decode()
     assert "emopi = emopi.edge.cli:main" in text and "emopi.train.cli:register" in text

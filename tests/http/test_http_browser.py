@@ -106,7 +106,8 @@ def test_page_shows_video_faces_timeline_and_health(browser) -> None:
         browser.save_screenshot(str(page))
         (ARTIFACTS / "live-view-video.png").write_bytes(video.screenshot_as_png)
     finally:
-        view.stop()
+        code = view.stop()  # the page still streams video and events: a clean stop all the same
+    assert code == 0, view.emopi.stderr()
     track, emotion, confidence = title.split()
     assert track.startswith("#") and emotion in LABELS and confidence.endswith("%")
     assert bars == len(LABELS)  # one confidence bar per emotion
