@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
+from helpers import make_mosquitto
 from httpkit import ChunkedBody, View, mjpeg_frames, open_stream, sse_events
 from relkit import BLINK, blink_folder, write_config
 
@@ -145,3 +146,30 @@ def test_video_off_keeps_the_page_and_drops_the_picture(tmp_path) -> None:
         assert view.get("/").status == 200
     finally:
         view.stop()
+
+
+def test_health_follows_the_mqtt_broker(tmp_path) -> None:
+    broker = make_mosquitto(tmp_path)
+    view = View(
+        "--source", "demo", "--mqtt-host", broker.host, "--mqtt-port", str(broker.port),
+        env={"EMOPI_STATE_DIR": str(tmp_path / "state")},
+    )  # fmt: skip
+    try:
+        mqtt = view.wait_for(
+            lambda: (
+                view.answers()
+                and (m := view.state()["health"]["mqtt"])["events_published"] >= 1
+                and m
+            ),
+            what="an event published to mosquitto",
+        )
+        assert mqtt["broker_connected"] is True and mqtt["spool_depth"] == 0
+        broker.stop()
+        view.wait_for(
+            lambda: view.state()["health"]["mqtt"]["broker_connected"] is False,
+            what="the broker to be seen gone",
+        )
+        assert view.get("/healthz").status == 200  # frames still flow: MQTT is not the loop
+    finally:
+        view.stop()
+        broker.stop()
