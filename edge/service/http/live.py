@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class LiveView:
         self.watchers = 0  # MJPEG clients; set by the server thread, read by the pipeline's
         self.unauthorized = 0  # requests refused for a missing or wrong token
         self.started = time.monotonic()
+        self.epoch = uuid.uuid4().hex[:8]  # prefixes SSE ids: a restarted emopi starts anew
         self._lock = threading.Lock()
         self._raw: RawFrame | None = None
         self._faces: tuple[FaceView, ...] = ()

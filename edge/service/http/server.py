@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from emopi.edge.config import HttpSettings
+from emopi.edge.config import HttpSettings, is_loopback
 from emopi.edge.errors import EmopiError
 from emopi.edge.service.http.live import LiveView
 from emopi.edge.service.http.pi import PiHealth
@@ -180,6 +180,13 @@ class HttpServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         token = self.settings.token
+        if not token and not is_loopback(request.host.rpartition(":")[0] or request.host):
+            # A web page elsewhere could point its own name at 127.0.0.1 (DNS rebinding) and
+            # read the view through the kiosk's browser; real local visitors say localhost.
+            return web.json_response(
+                {"error": f"Host {request.host!r} is not loopback; set [http] token to serve it"},
+                status=403,
+            )
         if token and not request.path.startswith(OPEN_PATHS):
             given = _token_of(request)
             if not hmac.compare_digest(given.encode(), token.encode()):
@@ -244,8 +251,9 @@ class HttpServer:
         try:
             seq = 0
             while not self._closing:
-                if self._jpeg[0] == seq:
-                    await self._frames.wait()
+                if self._jpeg[0] == seq or not self._jpeg[1]:
+                    if not await self._frames.wait(KEEPALIVE_S) and _left(request):
+                        break  # no frame for a while (camera stalled) and the client is gone
                     continue
                 seq, jpeg = self._jpeg
                 head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
@@ -267,10 +275,14 @@ class HttpServer:
                 started = loop.time()
                 raw = self.live.take_frame(last)
                 if raw is not None:
-                    jpeg = await loop.run_in_executor(self._pool, self.live.encode, raw)
                     last = raw.seq
-                    self._jpeg = (self._jpeg[0] + 1, jpeg)
-                    self._frames.fire()
+                    try:
+                        jpeg = await loop.run_in_executor(self._pool, self.live.encode, raw)
+                    except Exception:  # one bad frame must not end the stream for everyone
+                        log.exception("HTTP view: cannot encode frame %d", raw.seq)
+                    else:
+                        self._jpeg = (self._jpeg[0] + 1, jpeg)
+                        self._frames.fire()
                 await asyncio.sleep(max(0.0, period - (loop.time() - started)))
         finally:
             self._encoder = None
@@ -278,8 +290,9 @@ class HttpServer:
 
     async def _sse(self, request: web.Request) -> web.StreamResponse:
         """Events as SSE; ``?since=0`` (or ``Last-Event-ID``) replays the ones kept."""
-        since = request.headers.get("Last-Event-ID") or request.query.get("since")
-        after = int(since) if since and since.isdigit() else None
+        after = _resume_after(
+            request.headers.get("Last-Event-ID"), request.query.get("since"), self.live.epoch
+        )
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -297,13 +310,31 @@ class HttpServer:
                 changed = self._events.changed  # taken first: an event during a write counts
                 for number, text in self.live.events_after(after):
                     after = number
-                    message = f"id: {number}\ndata: {text}\n\n".encode()
+                    message = f"id: {self.live.epoch}:{number}\ndata: {text}\n\n".encode()
                     await asyncio.wait_for(resp.write(message), WRITE_TIMEOUT_S)
                 if not await self._events.wait(KEEPALIVE_S, since=changed):
                     await asyncio.wait_for(resp.write(b": keepalive\n\n"), WRITE_TIMEOUT_S)
         except (ConnectionError, asyncio.TimeoutError):
             pass
         return resp
+
+
+def _left(request: web.Request) -> bool:
+    """True when the client of ``request`` has closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _resume_after(last_event_id: str | None, since: str | None, epoch: str) -> int | None:
+    """The event number to resume after: ``Last-Event-ID`` (``EPOCH:N``) from a browser that
+    reconnects, else ``?since=N``; None means "only new events".
+
+    An id from another epoch (emopi restarted since) resumes from the first kept event.
+    """
+    if last_event_id:
+        id_epoch, _, number = last_event_id.rpartition(":")
+        return int(number) if id_epoch == epoch and number.isdigit() else 0
+    return int(since) if since and since.isdigit() else None
 
 
 def _asset(name: str) -> str:

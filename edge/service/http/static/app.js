@@ -133,12 +133,15 @@ function formatUptime(s) {
   return h ? `${h} h ${m} min` : m ? `${m} min ${Math.floor(s % 60)} s` : `${Math.floor(s)} s`;
 }
 
+let serverLost = false;
+
 function startVideo(on) {
-  if (videoStarted) return;
+  if (videoStarted && !serverLost) return;  // after a restart of emopi: open the stream again
   videoStarted = true;
+  serverLost = false;
   $("video").hidden = !on;
   $("video-off").hidden = on;
-  if (on) $("video").src = withToken("stream.mjpg");
+  if (on) $("video").src = withToken("stream.mjpg?t=" + Date.now());
 }
 
 async function poll() {
@@ -152,6 +155,7 @@ async function poll() {
     renderTimeline(state.timeline);
     renderHealth(state.health);
   } catch (err) {
+    serverLost = true;
     $("status").textContent = String(err.message || err);
     $("status").className = "badge bad";
   }
