@@ -91,7 +91,7 @@ def test_a_foreign_host_name_is_refused_on_loopback(demo: View) -> None:
     """DNS rebinding: a page elsewhere must not read the view through a local browser."""
     resp = demo.get("/api/state", {"Host": "attacker.example"})
     assert resp.status == 403 and "not loopback" in resp.json()["error"]
-    for host in ("localhost", f"127.0.0.1:{demo.port}", f"[::1]:{demo.port}"):
+    for host in ("localhost", "[::1]", f"127.0.0.1:{demo.port}", f"[::1]:{demo.port}"):
         assert demo.get("/api/state", {"Host": host}).status == 200
 
 

@@ -123,8 +123,8 @@ class HttpServer:
         loop = self._loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._bind())
-        except OSError as exc:
-            self._error = exc.strerror or str(exc)
+        except Exception as exc:  # never leave start() waiting: report any failure to bind
+            self._error = getattr(exc, "strerror", None) or str(exc)
             loop.close()
             self._ready.set()
             return
@@ -180,7 +180,7 @@ class HttpServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         token = self.settings.token
-        if not token and not is_loopback(request.host.rpartition(":")[0] or request.host):
+        if not token and not is_loopback(request.url.host or ""):
             # A web page elsewhere could point its own name at 127.0.0.1 (DNS rebinding) and
             # read the view through the kiosk's browser; real local visitors say localhost.
             return web.json_response(
