@@ -186,14 +186,14 @@ def device_event(device: str, seq: int, run_id: str) -> EmotionEvent:
 @dataclass
 class Consumer:
     """An MQTT 5 subscriber with a persistent session (``session_expiry`` s) that records every
-    event: its ``(run_id, seq)`` and the latency from the event's ``ts`` to its arrival."""
+    event: its ``(run_id, seq)``, and its ``ts`` with the latency from ``ts`` to its arrival."""
 
     port: int
     client_id: str
     topic: str = EVENT_TOPIC
     session_expiry: int = 3600
     received: list[tuple[str, int]] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
+    timings: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -224,7 +224,7 @@ class Consumer:
         doc = json.loads(msg.payload)
         with self._lock:
             self.received.append((doc["run_id"], doc["seq"]))
-            self.latencies.append(now - doc["ts"])
+            self.timings.append((doc["ts"], now - doc["ts"]))
 
     def unique(self) -> set[tuple[str, int]]:
         with self._lock:
