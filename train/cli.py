@@ -144,10 +144,12 @@ def _study_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "study",
         help="Reproduce the research's conv-depth study.",
-        description="Train cnn-depth3..6 with the same data, seed and epochs (one run folder "
-        "each under --out; rerunning skips finished depths and resumes an interrupted one), "
-        "then write study.json, study.md and study.png: accuracy and macro/weighted F1 per "
-        "depth beside the research's reference (6 layers: ~0.48 accuracy, ~0.47 macro F1).",
+        description="Train cnn-depth3..6 in the research's plain setting and with emopi's "
+        "recipe (BatchNorm, augmentation, cosine schedule, label smoothing), same data, seed "
+        "and epochs, one run folder each under OUT/<setting>/ (rerunning skips finished runs "
+        "and resumes an interrupted one). Then write study.json, study.md (the research's "
+        "macro and weighted tables with its figures beside ours, and each depth's params, "
+        "mult-adds and int8 ms per face) and study.png (accuracy and macro F1 against depth).",
     )
     p.add_argument("study", choices=("depth",), help="the study to run")
     p.add_argument("--data", help="training data (csv, folder tree or npz)")
