@@ -97,3 +97,10 @@ def describe_refusal(reason: ReasonCode, host: str, port: int) -> str:
     if reason.value in AUTH_REFUSED:
         hint = "; check [mqtt] username and password_file (or $EMOPI_MQTT_PASSWORD)"
     return f"MQTT broker {host}:{port} refused the connection: {reason}{hint}"
+
+
+def needs_person(exc: OSError) -> bool:
+    """A failed connection attempt that retrying cannot fix: TLS set up wrong (a certificate
+    that fails verification, a plain listener on a TLS port). Refused, reset, timed out or
+    unresolvable hosts are routine on a LAN or Wi-Fi: they pass on their own."""
+    return isinstance(exc, ssl.SSLError)

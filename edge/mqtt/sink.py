@@ -50,8 +50,10 @@ from emopi.edge.mqtt.client import (
     describe_connect_error,
     describe_refusal,
     make_client,
+    needs_person,
 )
 from emopi.edge.mqtt.discovery import Discovery
+from emopi.edge.mqtt.outage import OutageLog
 from emopi.edge.mqtt.settings import MqttSettings
 from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
@@ -95,6 +97,7 @@ class MqttSink:
         self._signals: deque[tuple[Any, ...]] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool row
         self._handed = 0  # highest spool row handed to paho by this process
+        self._last_row = 0  # newest spool row appended by this process
         self._may_hand = False
         self._published = 0
         self._spooled = 0
@@ -107,11 +110,13 @@ class MqttSink:
         self._started = time.monotonic()
         self._is_connected = threading.Event()
         self._error: str | None = None
+        self._error_needs_person = False
         self._refused = False
+        self._connack_failed = False  # the broker refused; its disconnect is no new failure
         # Connection errors of the first connect_timeout seconds are the caller's to report
-        # (wait_connected raises them); after that they are logged, each new one once.
+        # (wait_connected raises them); after that the outage log has them.
         self._quiet_until = time.monotonic() + settings.connect_timeout
-        self._logged_error: str | None = None
+        self._outage = OutageLog(f"MQTT broker {self._host}:{self._port}")
         self._closed = False
         self._spool_open = True
 
@@ -136,6 +141,11 @@ class MqttSink:
         """The broker rejected our credentials: retrying will not help (fail fast on this)."""
         return self._refused
 
+    @property
+    def needs_person(self) -> bool:
+        """The last connection failure is one retrying cannot fix (credentials, TLS)."""
+        return self._error is not None and self._error_needs_person
+
     def wait_connected(self, timeout: float) -> None:
         """Block until the broker session is up; raise :class:`EmopiError` with the reason.
 
@@ -150,12 +160,15 @@ class MqttSink:
                     raise EmopiError(self._error or silence)
         finally:
             self._quiet_until = 0.0
-            self._logged_error = self._error
+            if self._error is not None:
+                self._outage.reported_by_caller()
 
     def publish_event(self, event: EmotionEvent) -> None:
         if self._closed:
             raise RuntimeError("MqttSink.publish_event after close()")
-        if self._spool.append(event.to_json()):
+        row = self._spool.append(event.to_json())
+        if row:
+            self._last_row = row
             self._spooled += 1
             self._signal("kick")
 
@@ -169,6 +182,7 @@ class MqttSink:
         """Publish ``stats`` plus the sink's counters; skipped while offline (stats are not
         worth spooling). The pipeline calls this every ``stats_interval``."""
         if not self.connected:
+            self._outage.tick(self._spool.depth)
             return
         doc = {
             "model": self._model_id,
@@ -245,6 +259,7 @@ class MqttSink:
                     log.warning("MQTT broker rejected event (spool row %d): %s", row, reason)
             elif kind == "connect":
                 self._may_hand = not self._inflight
+                self._outage.connected(self._spool.depth - self._spool.held, self._last_row)
             elif kind == "disconnect":
                 self._may_hand = False
         if not self._spool_open:
@@ -253,8 +268,16 @@ class MqttSink:
         # Counted after the delete, so a reader never sees "published" with the row still spooled.
         self._published += len(acked) - rejected
         self._rejected += rejected
+        self._outage.acked(acked)
         if self._may_hand:
             self._hand_rows()
+        if self._outage.recovery and self._backlog_through(self._outage.recovery.last_row):
+            self._outage.backlog_through()
+
+    def _backlog_through(self, last_row: int) -> bool:
+        """Every row up to ``last_row`` has been handed to paho and acknowledged (or dropped)."""
+        handed = self._handed >= last_row or not self._spool.depth
+        return handed and all(row > last_row for row in self._inflight.values())
 
     def _hand_rows(self) -> None:
         room = WINDOW - len(self._inflight)
@@ -276,11 +299,11 @@ class MqttSink:
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         if reason.is_failure:
-            self._set_error(describe_refusal(reason, self._host, self._port))
             self._refused = reason.value in AUTH_REFUSED
+            self._connack_failed = True
+            self._set_error(describe_refusal(reason, self._host, self._port), self._refused)
             return
-        log.info("connected to MQTT broker %s:%d", self._host, self._port)
-        self._error, self._logged_error, self._refused = None, None, False
+        self._error, self._refused = None, False
         client.publish(self.topics["status"], "online", qos=1, retain=True)
         if self._discovery:
             client.subscribe(self._discovery.status_topic, qos=1)
@@ -297,13 +320,14 @@ class MqttSink:
         was_connected = self._is_connected.is_set()
         self._is_connected.clear()
         self._signal("disconnect")
-        if was_connected and not self._closed:
-            log.warning(
-                "lost MQTT broker %s:%d (%s); events are spooled until it is back",
-                self._host,
-                self._port,
-                reason,
-            )
+        if self._closed:
+            return
+        if was_connected:
+            self._outage.lost(str(reason))
+        elif self._connack_failed:  # the refusal itself was the failure
+            self._connack_failed = False
+        else:  # e.g. no CONNACK within keepalive: a stalled link
+            self._set_error(f"MQTT broker {self._host}:{self._port}: no session ({reason})")
 
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any
@@ -327,12 +351,14 @@ class MqttSink:
             payload = self._state_json
         self._client.publish(self.topics["state"], payload, qos=1, retain=True)
 
-    def _set_error(self, message: str) -> None:
-        self._error = message
-        if message != self._logged_error and time.monotonic() >= self._quiet_until:
-            self._logged_error = message
-            log.error("%s", message)
+    def _set_error(self, message: str, person: bool = False) -> None:
+        """A failed connection attempt: kept for ``wait_connected``, told to the outage log
+        (which logs it at the level it deserves) once the caller's start-up window is over."""
+        self._error, self._error_needs_person = message, person
+        quiet = time.monotonic() < self._quiet_until
+        self._outage.failed(message, self._spool.depth, needs_person=person, quiet=quiet)
 
     def _on_connect_error(self, exc: OSError) -> None:
         tls = self._settings.tls.active
-        self._set_error(describe_connect_error(exc, self._host, self._port, tls))
+        message = describe_connect_error(exc, self._host, self._port, tls)
+        self._set_error(message, needs_person(exc))

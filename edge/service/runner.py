@@ -103,7 +103,8 @@ def _wait_for_broker(sink: Any, timeout: float) -> None:
     except EmopiError as exc:
         if sink.refused:
             raise
-        log.warning("%s; running on: events are spooled until the broker is reachable", exc)
+        level = logging.ERROR if sink.needs_person else logging.WARNING  # e.g. TLS verification
+        log.log(level, "%s; running on: events are spooled until the broker is reachable", exc)
 
 
 def _install_signals(stop: Callable[[], None]) -> None:

@@ -220,6 +220,7 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # else 2 s without a byte from the broker cut the link
             with self._lock:
                 self._conns += [client, upstream]
                 self.accepted += 1

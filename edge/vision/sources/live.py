@@ -101,7 +101,7 @@ class LatestFrame:
                     fails = 0
                 continue
             if self._failing:
-                log.warning("camera is back after %d reopen attempt(s)", self.reopens)
+                log.info("camera is back after %d reopen attempt(s)", self.reopens)
             fails, backoff, self._failing, self.last_error = 0, first, False, ""
             self._last_frame = time.monotonic()
             frame = Frame(time.time(), self._last_frame, got[0], self.captured, got[1])

@@ -4,6 +4,8 @@
 named by ``$EMOPI_FAKECAM`` holds one word that the camera obeys from its next frame on:
 
 * ``ok``: 30 frames a second of the bundled demo portrait (a face Haar finds);
+* ``blink``: as ``ok``, but the face shows for two seconds out of three (the rest is a blank
+  grey frame), so a tracker sees a steady stream of faces arriving and leaving;
 * ``raise``: ``capture_request`` raises, as libcamera does on a dropped frame or a bus error;
 * ``empty``: requests come back with empty image arrays;
 * ``hang``: ``capture_request`` blocks (a hung driver) until the word changes;
@@ -36,14 +38,16 @@ def mode() -> str:
 
 
 class _Request:
-    def __init__(self, cam: Picamera2, index: int, empty: bool) -> None:
-        self.cam, self.index, self.empty = cam, index, empty
+    def __init__(self, cam: Picamera2, index: int, empty: bool, blank: bool = False) -> None:
+        self.cam, self.index, self.empty, self.blank = cam, index, empty, blank
 
     def make_array(self, name: str) -> np.ndarray:
         w, h = self.cam.config[name]["size"]
         if self.empty:
             return np.empty((0, 0), np.uint8)
         bgr = self.cam.demo.render(self.index)
+        if self.blank:
+            bgr = np.full_like(bgr, 128)
         if name == "main":
             return bgr
         yuv = np.full((h * 3 // 2, w), 128, np.uint8)  # I420: the Y plane is the first h rows
@@ -88,7 +92,8 @@ class Picamera2:
         if now in ("raise", "gone"):
             raise RuntimeError("Device or resource busy")
         self.frames += 1
-        return _Request(self, self.frames, empty=now == "empty")
+        blank = now == "blink" and self.frames % int(3 * FPS) >= 2 * FPS
+        return _Request(self, self.frames, empty=now == "empty", blank=blank)
 
     def stop(self) -> None:
         pass
