@@ -388,7 +388,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{main['latency_p50_ms']} / {main['latency_p95_ms']} / {main['latency_max_ms']} ms | "
         f"{main['spool_dropped']} |",
         "",
-        "| component | CPU s | CPU % of one core | peak RSS MB |",
+        "| component | CPU s | CPU % of one core | peak RSS MB (largest process) |",
         "|---|---:|---:|---:|",
     ]
     for name, u in main["usage"].items():
@@ -412,6 +412,18 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{s['worst_device_lag_s']} | {s['lost']} | {busy} | "
             f"{'**yes**' if s['saturated'] else 'no'} |"
         )
+    names = list(doc["fleet"]["usage"])
+    lines += [
+        "",
+        "CPU time per delivered event, in µs (a component's CPU over the step / events sent):",
+        "",
+        "| events/s per device | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for s in [doc["fleet"], *doc["saturation"]]:
+        costs = [f"{1e6 * s['usage'][n]['cpu_s'] / max(s['sent'], 1):.0f}" for n in names]
+        label = f"{s['rate_per_device']:g}" + (" (restart run)" if s["outage"] else "")
+        lines.append(f"| {label} | " + " | ".join(costs) + " |")
     lines += ["", doc["verdict"], ""]
     return "\n".join(lines)
 
@@ -427,14 +439,17 @@ def verdict(steps: list[dict[str, Any]]) -> str:
     shares = ", ".join(f"{name} {u['cpu_pct_of_one_core']} %" for name, u in first["usage"].items())
     return (
         f"**Saturation at {first['rate_per_device']:g} events/s per device "
-        f"({first['offered_per_s']} events/s offered, {first['delivered_per_s']} delivered).** "
-        f"CPU per component (% of one core): {shares}. The busiest is {first['busiest']}."
+        f"({first['offered_per_s']} events/s offered, {first['delivered_per_s']} delivered, the "
+        f"devices up to {first['worst_device_lag_s']} s behind their schedule).** CPU per "
+        f"component (% of one core): {shares}. The busiest is {first['busiest']}."
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "worker"))
+    parser.add_argument(
+        "mode", nargs="?", default="bench", choices=("bench", "worker", "report")
+    )  # report: write fleet.md again from --out/fleet.json
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rate", type=float, default=1.0, help="events/s per device")
@@ -452,6 +467,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "worker":
         run_worker(args)
+        return
+    if args.mode == "report":
+        doc = json.loads((args.out / "fleet.json").read_text())
+        doc["verdict"] = verdict(doc["saturation"])
+        (args.out / "fleet.md").write_text(markdown(doc))
         return
     doc: dict[str, Any] = {
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
