@@ -236,6 +236,9 @@ def test_playbook_installs_checks_stops_on_failure_and_upgrades(rollout, wheel, 
     rollout.set_password(pi1, PASSWORD)
     fixed = rollout.play(v2)
     assert fixed.returncode == 0, failed(fixed)
+    # pi-1 already had this build and config: install.sh made no change, only the restart ran.
+    install = fixed.stdout.split("TASK [emopi : Install with deploy/install.sh]")[1]
+    assert install.split("TASK [")[0].strip() == "ok: [pi-1]", failed(fixed)
     for host in (pi1, pi2):
         assert host.stamp() == sha256(v2)
         assert len(host.starts()) > len(starts[host.name])
