@@ -18,6 +18,8 @@ from emopi.edge.events import STAGES
 if TYPE_CHECKING:
     import numpy as np
 
+    from emopi.edge.events import EmotionEvent, SceneState, Sink
+    from emopi.edge.mqtt.settings import MqttSettings
     from emopi.edge.vision.classify import TFLiteClassifier
     from emopi.edge.vision.geometry import PixelBox
 
@@ -116,15 +118,15 @@ class TimedClassifier:
 class CountingSink:
     """Passes everything on to ``inner`` and counts the events of the current frame."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Sink) -> None:
         self.inner = inner
         self.pending = 0
 
-    def publish_event(self, event: Any) -> None:
+    def publish_event(self, event: EmotionEvent) -> None:
         self.inner.publish_event(event)
         self.pending += 1
 
-    def publish_state(self, state: Any) -> None:
+    def publish_state(self, state: SceneState) -> None:
         self.inner.publish_state(state)
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
@@ -141,10 +143,10 @@ class CountingSink:
 class NullSink:
     """``--broker none``: events go nowhere (the publish stage then costs almost nothing)."""
 
-    def publish_event(self, event: Any) -> None:
+    def publish_event(self, event: EmotionEvent) -> None:
         pass
 
-    def publish_state(self, state: Any) -> None:
+    def publish_state(self, state: SceneState) -> None:
         pass
 
     def publish_stats(self, stats: dict[str, Any]) -> None:
@@ -294,7 +296,7 @@ class Recorder:
 class DeliveryProbe:
     """A second MQTT client on the bench topic: when events reach a subscriber."""
 
-    def __init__(self, settings: Any, topic: str) -> None:
+    def __init__(self, settings: MqttSettings, topic: str) -> None:
         from emopi.edge.mqtt.client import describe_connect_error, make_client
 
         self.arrivals: list[tuple[float, float]] = []  # (event ts, arrival), wall clock

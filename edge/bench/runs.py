@@ -25,6 +25,8 @@ from emopi.edge.bench.probes import (
 from emopi.edge.errors import EmopiError
 
 if TYPE_CHECKING:
+    from emopi.edge.config import Config
+    from emopi.edge.mqtt.settings import MqttSettings
     from emopi.edge.mqtt.sink import MqttSink
 
 SYNTHETIC_BATCHES = (1, 4, 8)
@@ -74,14 +76,14 @@ class Broker:
     """Where bench runs publish; one embedded broker serves every run of a sweep."""
 
     spec: tuple[str, int] | str
-    settings: Any = None  # MqttSettings with the bench topic prefix, or None for `none`
+    settings: MqttSettings | None = None  # with the bench topic prefix; None for `none`
 
     @property
     def label(self) -> str:
         return self.spec if isinstance(self.spec, str) else f"{self.spec[0]}:{self.spec[1]}"
 
 
-def open_broker(spec: str, cfg: Any, stack: contextlib.ExitStack) -> Broker:
+def open_broker(spec: str, cfg: Config, stack: contextlib.ExitStack) -> Broker:
     parsed = parse_broker(spec)
     if parsed == "none":
         return Broker(parsed)
@@ -109,7 +111,7 @@ def open_broker(spec: str, cfg: Any, stack: contextlib.ExitStack) -> Broker:
 @dataclass
 class RunPlan:
     label: str
-    cfg: Any  # emopi.edge.config.Config
+    cfg: Config
     frames: int
     warmup: int
     compare_float: bool = False
@@ -117,7 +119,7 @@ class RunPlan:
     http: str = ""  # "off" | "idle" | "viewer" with `--http` (see emopi.edge.bench.http_view)
 
 
-def load_variants(cfg: Any, compare_float: bool, float_model: str | None) -> list[Variant]:
+def load_variants(cfg: Config, compare_float: bool, float_model: str | None) -> list[Variant]:
     from emopi.edge.model_files import float_sibling, resolve_model
     from emopi.edge.vision.classify import TFLiteClassifier
 

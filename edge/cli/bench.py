@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emopi.edge.bench.machine import machine_facts, peak_rss_mb
 from emopi.edge.bench.report import SCHEMA, render_markdown, write_plot
@@ -24,6 +24,9 @@ from emopi.edge.bench.runs import (
 )
 from emopi.edge.cli.argtypes import config_overrides, count
 from emopi.edge.errors import EmopiError
+
+if TYPE_CHECKING:
+    from emopi.edge.config import Config
 
 SWEEP_KEYS = {"threads": "classify.threads", "detect-width": "detect.width"}
 #: Config keys that flags of `emopi bench` set, and each flag's argparse dest.
@@ -52,7 +55,7 @@ def parse_sweep(text: str) -> tuple[str, list[int]]:
     return key, points
 
 
-def load_bench_config(args: argparse.Namespace) -> Any:
+def load_bench_config(args: argparse.Namespace) -> Config:
     from emopi.edge.config import config_path, load_config
 
     overrides, flags = config_overrides(args, FLAG_KEYS)
@@ -62,7 +65,7 @@ def load_bench_config(args: argparse.Namespace) -> Any:
     return load_config(config_path(args.config, os.environ), os.environ, overrides, flags)
 
 
-def plans(args: argparse.Namespace, cfg: Any) -> tuple[list[RunPlan], str | None]:
+def plans(args: argparse.Namespace, cfg: Config) -> tuple[list[RunPlan], str | None]:
     compare_float = args.compare == "float"
     if args.http:
         if compare_float or args.sweep:
@@ -97,7 +100,7 @@ def plans(args: argparse.Namespace, cfg: Any) -> tuple[list[RunPlan], str | None
     return out, key
 
 
-def check_source(cfg: Any) -> None:
+def check_source(cfg: Config) -> None:
     """Fail on a bad ``--source`` before a broker starts or a model loads."""
     from emopi.edge.vision.sources import make_source
 

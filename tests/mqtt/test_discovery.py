@@ -26,7 +26,12 @@ def test_discovery_configs_are_retained_and_complete(mosquitto, make_sink, subsc
     sink.wait_connected(10)
     sub = subscribe(mosquitto.port, f"homeassistant/+/{NODE}/+/config")
     sub.wait_for(lambda: {m.topic for m in configs(sub)} >= TOPICS)
-    got = {m.topic: m for m in configs(sub)}
+    time.sleep(0.3)  # any live copy of the sink's connect is through the broker by now
+    # A subscriber that comes later gets the configs from the broker's retained store only
+    # (the first one may have seen the sink's live publications, which carry no retain flag).
+    late = subscribe(mosquitto.port, f"homeassistant/+/{NODE}/+/config")
+    late.wait_for(lambda: {m.topic for m in configs(late)} >= TOPICS)
+    got = {m.topic: m for m in configs(late)}
     assert all(m.retain and m.qos == 1 for m in got.values())
     docs = {topic: got[topic].json() for topic in TOPICS}
     assert len({d["unique_id"] for d in docs.values()}) == 3

@@ -220,28 +220,28 @@ CASES: dict[str, Case] = {
     "broker host with a scheme": lambda tmp: (
         ["--mqtt-host", "mqtt://broker.lan"],
         {},
-        "[mqtt] host must be a host name or an IP",
+        "--mqtt-host must be a host name or an IP",
     ),
     "broker host with a port": lambda tmp: (
         ["--mqtt-host", "broker.lan:1883"],
         {},
-        "the port goes in [mqtt] port",
+        "no scheme, port or path: the port is a setting of its own",
     ),
     "broker port out of range": lambda tmp: (
         ["--mqtt-host", "b.lan", "--mqtt-port", "70000"],
         {},
-        "[mqtt] port must be 1..65535",
+        "--mqtt-port must be 1..65535, not 70000",
     ),
     "password file missing": lambda tmp: (
         ["--mqtt-host", "b.lan", "--mqtt-username", "u", "--mqtt-password-file", "/nope"],
         {},
-        "[mqtt] password_file /nope does not exist",
+        "--mqtt-password-file /nope does not exist",
     ),
     "password file empty": password_file("", "cannot be read (it is empty)"),
     "TLS CA file missing": lambda tmp: (
         ["--mqtt-host", "b.lan", "--mqtt-ca-file", str(tmp / "ca.pem")],
         {},
-        f"[mqtt.tls] ca_file {tmp / 'ca.pem'} does not exist",
+        f"--mqtt-ca-file {tmp / 'ca.pem'} does not exist",
     ),
     "TLS CA not a certificate": tls_file_not_a_certificate,
     "metrics port taken": metrics_port_taken,
