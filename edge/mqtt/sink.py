@@ -21,6 +21,8 @@ only when its PUBACK arrives. While the broker is away rows stay in the spool on
 drop-oldest); after a reconnect paho re-sends what was in flight, and new rows are handed only
 after the first PUBACK (or at once when nothing was in flight), so the broker sees each event
 in spool order. A restarted process replays the spool from its oldest row before new events.
+The spool is opened for this broker (``settings.broker_id()``): rows spooled for another
+broker are held, never handed here, and counted as ``spool_held``.
 QoS 1 is at-least-once: subscribers drop duplicates by ``(run_id, seq)``.
 
 Thread model: paho's network thread runs the callbacks; the pipeline thread calls the
