@@ -75,14 +75,20 @@ class SourceSettings:
 class DetectSettings:
     """Haar face detection. Sizes are pixels of the downscaled detection frame."""
 
-    width: int = setting(320, 64, 4096)  # frames are downscaled to this width first
+    width: int = setting(256, 64, 4096)  # frames are downscaled to this width first
     every: int = setting(5, 1, 100)  # detect every N frames; the tracker holds boxes between
     # with faces tracked, only every Nth pass scans the whole frame; the others look just
     # around the tracked faces (much cheaper). 1 = always full scans
     full_every: int = setting(3, 1, 100)
+    # scan in a worker thread beside the frame loop, which never waits for a scan and takes
+    # the boxes when they are ready; false: scan in the frame loop (the frame waits)
+    threaded: bool = True
+    # threaded: the frame loop waits for a scan only when its frame is this many frames old
+    # (files decoded faster than real time; a camera at 30 fps does not get there)
+    max_lag: int = setting(15, 1, 1000)
     scale_factor: float = setting(1.1, 1.01, 2.0)
     min_neighbors: int = setting(5, 0, 50)
-    min_size: int = setting(30, 0)  # smallest face, px at `width` (30 of 320 = 9% of it)
+    min_size: int = setting(18, 0)  # smallest face, px at `width` (18 of 256 = 7% of it)
     cascade: str = "haarcascade_frontalface_default.xml"
     confirm_cascade: str = ""  # optional second cascade a face must also match, e.g. *_alt2
 
@@ -111,7 +117,11 @@ class ClassifySettings:
 
     model: str = ""  # "" = the model shipped in the package
     threads: int = setting(1, 1, 64)  # CPU threads for the interpreter and for OpenCV
-    every: int = setting(1, 1, 100)  # classify tracked faces every N frames
+    # a tracked face is classified when it is new, when its box moved or changed size by
+    # `move` of its side, and at least every N frames; 1 = every face on every frame
+    every: int = setting(3, 1, 100)
+    move: float = setting(0.1, 0, 10)
+    max_faces: int = setting(8, 1, 256)  # faces per frame at most; more wait their turn
     batch: bool = True  # one invoke for all faces of a frame, when the model allows
     require_int8: bool = False  # refuse float models
 

@@ -1,9 +1,12 @@
 """The edge pipeline: source -> detect -> track -> classify -> smooth -> sinks.
 
-One loop on one thread (live sources add a grabber thread that only reads the camera). The
-detector runs every ``detect_every`` frames; in between the tracker keeps the boxes and the
-classifier re-reads the faces at those boxes, so the expensive Haar pass is amortised. Each
-frame's stage timings go to the :class:`~emopi.edge.events.FrameObserver` objects and into a
+One frame loop (live sources add a grabber thread that only reads the camera). Detection
+passes run every ``[detect] every`` frames in a worker thread
+(:mod:`~emopi.edge.vision.detect_stage`): the loop hands over the newest frame and never waits
+for a scan; the boxes reach the tracker when they are ready. In between the tracker keeps the
+boxes, and the classifier re-reads a face when it is new, moved or has not been read for
+``[classify] every`` frames (:mod:`~emopi.edge.vision.classify_plan`). Each frame's stage
+timings go to the :class:`~emopi.edge.events.FrameObserver` objects and into a
 rolling window from which the periodic stats report p50/p95 per stage.
 
 Output is typed: :class:`~emopi.edge.events.EmotionEvent` (``new`` when a track is confirmed
@@ -30,11 +33,13 @@ from emopi.edge.config import Config
 from emopi.edge.events import EmotionEvent, FaceState, FrameObserver, SceneState, Sink
 from emopi.edge.model_files import resolve_model
 from emopi.edge.vision.classify import Classifier, TFLiteClassifier
-from emopi.edge.vision.detect import Detector, HaarDetector
+from emopi.edge.vision.classify_plan import ClassifyPlan
+from emopi.edge.vision.detect import HaarDetector
+from emopi.edge.vision.detect_stage import Detection, make_detection
 from emopi.edge.vision.geometry import PixelBox, normalise, to_pixels
 from emopi.edge.vision.smooth import Smoother
 from emopi.edge.vision.sources import Frame, FrameSource
-from emopi.edge.vision.track import Track, Tracker, TrackUpdate
+from emopi.edge.vision.track import Track, Tracker
 
 log = logging.getLogger("emopi.pipeline")
 
@@ -57,9 +62,6 @@ Viewer = Callable[[Frame, list[FaceView]], bool]
 @dataclass
 class PipelineOptions:
     device_id: str
-    detect_every: int = 5
-    full_every: int = 3  # with tracks, every other detection pass only looks near them
-    classify_every: int = 1
     state_interval: float = 1.0  # minimum seconds between two SceneState publications
     stats_interval: float = 30.0
     tick_interval: float = 1.0  # seconds between two calls of the tickers (watchdog, status)
@@ -95,9 +97,10 @@ class Pipeline:
     def __init__(
         self,
         source: FrameSource,
-        detector: Detector,
+        detection: Detection,
         tracker: Tracker,
         classifier: Classifier,
+        plan: ClassifyPlan,
         smoother: Smoother,
         sinks: Sequence[Sink],
         options: PipelineOptions,
@@ -106,9 +109,10 @@ class Pipeline:
         tickers: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.source = source
-        self.detector = detector
+        self.detection = detection
         self.tracker = tracker
         self.classifier = classifier
+        self.plan = plan
         self.smoother = smoother
         self.sinks = list(sinks)
         self.options = options
@@ -118,7 +122,6 @@ class Pipeline:
         self.times = StageTimes()
         self.frames = 0
         self.seq = 0
-        self._passes = 0  # detection passes so far
         self._announced: set[int] = set()  # tracks that had their `new` event
         self._stopping = False
         self._size = (1, 1)
@@ -177,6 +180,7 @@ class Pipeline:
                 ):
                     break
         finally:
+            self.detection.close()
             self._emit(self._ended(self.tracker.end_all()))
             self._flush_state(time.monotonic(), force=True)
         final = self.stats()
@@ -188,37 +192,25 @@ class Pipeline:
     def _process(self, frame: Frame, t0: float) -> None:
         perf = time.perf_counter
         timings = {"capture": perf() - t0}
-        opts = self.options
         gray = frame.gray
         self._size = (gray.shape[1], gray.shape[0])
         self._last_ts = frame.ts
         n = self.frames
         self.frames += 1
 
-        if n % opts.detect_every == 0:
-            t = perf()
-            tracked = [tr.box for tr in self.tracker.tracks.values()]
-            if tracked and self._passes % opts.full_every:
-                boxes = self.detector.detect_near(gray, tracked)
-            else:
-                boxes = self.detector.detect(gray)
-            self._passes += 1
-            t2 = perf()
-            update = self.tracker.update(boxes, frame.mono)
-            timings["detect"] = t2 - t
-            timings["track"] = perf() - t2
-        else:
-            t = perf()
-            update = TrackUpdate(ended=self.tracker.expire(frame.mono))
-            timings["track"] = perf() - t
+        step = self.detection.step(n, frame, self.tracker)
+        if step.scan_s is not None:  # a scan's boxes arrived (threaded: found beside the loop)
+            timings["detect"] = step.scan_s
+        timings["track"] = step.track_s
 
-        events: list[EmotionEvent] = self._ended(update.ended)
+        events: list[EmotionEvent] = self._ended(step.update.ended)
         fresh = [tr for tr in self.tracker.tracks.values() if tr.fresh]
-        if fresh and n % opts.classify_every == 0:
+        chosen = self.plan.choose(fresh, n) if fresh else []
+        if chosen:
             t = perf()
-            probs = self.classifier.classify(gray, [to_pixels(tr.box) for tr in fresh])
+            probs = self.classifier.classify(gray, [to_pixels(tr.box) for tr in chosen])
             t2 = perf()
-            for track, p in zip(fresh, probs, strict=True):
+            for track, p in zip(chosen, probs, strict=True):
                 change = self.smoother.update(track.id, p, frame.mono)
                 if change is not None and track.id in self._announced:
                     events.append(self._event("update", track, frame.ts, before=change.before))
@@ -270,6 +262,7 @@ class Pipeline:
                 self._announced.discard(track.id)
                 events.append(self._event("end", track, self._last_ts))
             self.smoother.drop(track.id)
+            self.plan.drop(track.id)
         return events
 
     def _emit(self, events: list[EmotionEvent]) -> None:
@@ -397,20 +390,20 @@ def build_pipeline(
         )
     options = PipelineOptions(
         device_id=cfg.resolved_device_id,
-        detect_every=cfg.detect.every,
-        full_every=cfg.detect.full_every,
-        classify_every=cfg.classify.every,
         state_interval=cfg.mqtt.state_interval,
         stats_interval=cfg.mqtt.stats_interval,
         tick_interval=tick_interval,
         max_frames=max_frames,
         duration=duration,
     )
+    detection = make_detection(HaarDetector(cfg.detect), cfg.detect)
+    c = cfg.classify
     return Pipeline(
         source,
-        HaarDetector(cfg.detect),
+        detection,
         Tracker(cfg.track),
         classifier,
+        ClassifyPlan(c.every, c.move, c.max_faces),
         Smoother(cfg.smooth),
         sinks,
         options,

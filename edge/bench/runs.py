@@ -170,7 +170,13 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
             inner = NullSink()
         sink = CountingSink(inner)
         color = plan.http in ("idle", "viewer") and cfg.http.video
-        raw = make_source(cfg.source.spec, cfg.source, want_color=color, realtime=False)
+        raw = make_source(
+            cfg.source.spec,
+            cfg.source,
+            want_color=color,
+            realtime=False,
+            detect_width=cfg.detect.width,
+        )
         raw.open()
         stack.callback(raw.close)
         view: list[Any] = []

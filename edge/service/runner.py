@@ -148,7 +148,11 @@ def run(cfg: Config, opts: RunOptions, config_file: Path | None = None) -> dict[
         annotated = AnnotatedVideo(opts.annotate, cfg.source.fps) if opts.annotate else None
         want_color = bool(opts.preview or opts.annotate or (cfg.http.port and cfg.http.video))
         source = sources.make_source(
-            cfg.source.spec, cfg.source, want_color=want_color, realtime=opts.realtime
+            cfg.source.spec,
+            cfg.source,
+            want_color=want_color,
+            realtime=opts.realtime,
+            detect_width=cfg.detect.width,  # picamera2: a second stream at the detection size
         )
         source.open()
         stack.callback(source.close)

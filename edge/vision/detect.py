@@ -36,8 +36,9 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
 class Detector(Protocol):
     """What the pipeline needs from a face detector."""
 
-    def detect(self, gray: np.ndarray) -> list[PixelBox]:
-        """Face boxes in the whole of ``gray``."""
+    def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list[PixelBox]:
+        """Face boxes in the whole of ``gray``; ``small`` is the same frame at the detection
+        width when the camera delivers one (no resize then)."""
         ...
 
     def detect_near(self, gray: np.ndarray, boxes: list[Box]) -> list[PixelBox]:
@@ -55,16 +56,19 @@ class HaarDetector:
             load_cascade(self.settings.confirm_cascade) if self.settings.confirm_cascade else None
         )
 
-    def detect(self, gray: np.ndarray) -> list[PixelBox]:
+    def detect(self, gray: np.ndarray, small: np.ndarray | None = None) -> list[PixelBox]:
         s = self.settings
         h, w = gray.shape[:2]
         scale = 1.0
-        small = gray
-        if w > s.width:
+        if small is not None and small.shape[1] <= w:  # picamera2's lores stream
+            scale = w / small.shape[1]
+        elif w > s.width:
             scale = w / s.width
             small = cv2.resize(
                 gray, (s.width, max(1, round(h / scale))), interpolation=cv2.INTER_AREA
             )
+        else:
+            small = gray
         found = self.cascade.detectMultiScale(
             small,
             scaleFactor=s.scale_factor,

@@ -37,7 +37,7 @@ def test_precedence_defaults_toml_env_flags(tmp_path):
     assert cfg.detect.min_size == 40  # TOML over default
     assert cfg.detect.every == 4  # env over TOML
     assert cfg.classify.threads == 1  # flag over env
-    assert cfg.detect.width == 320  # a flag that was not given changes nothing
+    assert cfg.detect.width == 256  # a flag that was not given changes nothing
     assert (cfg.mqtt.host, cfg.mqtt.port) == ("a.lan", 8883)
     assert cfg.smooth == Config().smooth
 

@@ -76,14 +76,18 @@ def check_events(events: list[EmotionEvent], validator) -> None:
         assert sum(event.probs.values()) == pytest.approx(1.0, abs=1e-3)
 
 
-def test_video_one_face_one_stable_track(model, video, event_validator):
-    cfg = config(model)
+@pytest.mark.parametrize("threaded", [True, False], ids=["threaded", "inline"])
+def test_video_one_face_one_stable_track(model, video, event_validator, threaded):
+    cfg = config(model, threaded=threaded, max_lag=1)  # threaded: boxes one frame later
     # Every scene change is published: with the default 1 s limit, a machine that decodes the
     # 150 frames in under a second would fold the one-face scene into the final empty one.
     cfg.mqtt.state_interval = 0.0
     timings = Timings()
     sink, final = run(
-        cfg, OpenCVSource(str(video), SourceSettings()), max_frames=150, observers=[timings]
+        cfg,
+        OpenCVSource(str(video), SourceSettings()),
+        max_frames=150,
+        observers=[timings],
     )
     events = sink.events
     check_events(events, event_validator)
@@ -152,13 +156,15 @@ def test_image_folder_built_from_fer_two_visits(model, shared_data, tmp_path, ev
     for i, frame in enumerate(frames):
         cv2.imwrite(str(tmp_path / f"{i:04d}.png"), frame)
 
-    cfg = config(model)
+    cfg = config(model, max_lag=1)  # each scan's boxes one frame later: the face of 1 s counts
     sink, final = run(
         cfg, ImageFolderSource(tmp_path, SourceSettings()), classifier=clf, max_frames=1000
     )
     check_events(sink.events, event_validator)
     kinds = [(e.type, e.track_id) for e in sink.events if e.type != "update"]
-    assert kinds == [("new", 1), ("end", 1), ("new", 2), ("end", 2)]
+    first_id, second_id = kinds[0][1], kinds[2][1]  # ids count tentative tracks too
+    assert kinds == [("new", 1), ("end", 1), ("new", second_id), ("end", second_id)]
+    assert second_id > first_id
     first = sink.events[0]
     assert first.emotion == "happy"
     # the first face ended by timeout, 1.5 s of media time after its last detection

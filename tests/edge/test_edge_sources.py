@@ -42,9 +42,10 @@ class FakeRequest:
         self.cam, self.n = cam, n
 
     def make_array(self, name: str) -> np.ndarray:
-        w, h = self.cam.config[name]["size"]
-        if name == "main":
-            self.cam.main_arrays += 1
+        stream = self.cam.config[name]
+        w, h = stream["size"]
+        self.cam.arrays[name] = self.cam.arrays.get(name, 0) + 1
+        if stream["format"] == "RGB888":
             return np.zeros((h, w, 3), np.uint8)
         stride = w + 64  # libcamera pads rows; the Y plane is the first h rows, w columns
         yuv = np.full((h * 3 // 2, stride), 128, np.uint8)
@@ -65,7 +66,8 @@ class FakePicamera2:
     def __init__(self, camera_num: int = 0) -> None:
         self.config: dict = {}
         self.started = self.closed = False
-        self.main_arrays = self.released = self.requests = 0
+        self.released = self.requests = 0
+        self.arrays: dict[str, int] = {}  # make_array calls per stream
         FakePicamera2.instances.append(self)
 
     @staticmethod
@@ -119,14 +121,15 @@ def take(source, n: int, timeout: float = 5.0) -> list:
     return frames
 
 
-def test_auto_picks_picamera2_and_uses_the_lores_y_plane(fake_picamera2):
+def test_auto_picks_picamera2_and_uses_the_main_y_plane(fake_picamera2):
     settings = SourceSettings(width=320, height=240)
     source = open_source("auto", settings)
     try:
         assert isinstance(source, PiCamera2Source) and source.live
         cam = fake_picamera2.instances[-1]
         assert cam.started
-        assert cam.config["lores"] == {"size": (320, 240), "format": "YUV420"}
+        assert cam.config["main"] == {"size": (320, 240), "format": "YUV420"}
+        assert cam.config["lores"] is None  # no detection width asked for
         frames = take(source, 5)
     finally:
         source.close()
@@ -135,9 +138,9 @@ def test_auto_picks_picamera2_and_uses_the_lores_y_plane(fake_picamera2):
         assert frame.gray.shape == (240, 320) and frame.gray.dtype == np.uint8
         expected = FakePicamera2.luma(320, 240, 0)
         assert np.array_equal(frame.gray[1:], expected[1:])  # no padding, no conversion
-        assert frame.color is None
+        assert frame.color is None and frame.small is None
     assert [f.index for f in frames] == sorted({f.index for f in frames})
-    assert cam.main_arrays == 0  # the full-size stream is never read without a preview
+    assert set(cam.arrays) == {"main"}
     assert cam.released == cam.requests  # every request goes back to libcamera
     assert cam.closed and not cam.started
 
@@ -149,7 +152,36 @@ def test_picamera2_reads_main_only_when_colour_is_wanted(fake_picamera2):
     finally:
         source.close()
     assert frames[0].color is not None and frames[0].color.shape == (240, 320, 3)
-    assert fake_picamera2.instances[-1].main_arrays >= 2
+    assert frames[0].gray.shape == (240, 320)
+    assert fake_picamera2.instances[-1].config["main"]["format"] == "RGB888"
+
+
+def test_picamera2_lores_stream_is_the_detection_frame(fake_picamera2):
+    source = make_source("picamera2", SourceSettings(width=640, height=480), detect_width=288)
+    source.open()
+    try:
+        cam = fake_picamera2.instances[-1]
+        assert cam.config["lores"] == {"size": (288, 216), "format": "YUV420"}
+        frames = take(source, 3)
+    finally:
+        source.close()
+    for frame in frames:
+        assert frame.gray.shape == (480, 640) and frame.small is not None
+        assert np.array_equal(frame.small[1:], FakePicamera2.luma(288, 216, 0)[1:])
+    assert cam.arrays["lores"] == cam.arrays["main"] >= 3
+
+
+def test_haar_on_the_lores_frame_finds_the_face_of_a_full_scan():
+    """Boxes found on the camera's small frame are scaled back to the full frame."""
+    with DemoSource(realtime=False, size=(640, 480)) as demo:
+        gray = next(iter(demo)).gray
+    detector = HaarDetector(DetectSettings())
+    width = detector.settings.width
+    small = cv2.resize(gray, (width, width * 480 // 640), interpolation=cv2.INTER_AREA)
+    boxes = detector.detect(gray, small)
+    assert len(boxes) == 1 and boxes == detector.detect(gray)
+    x, y, w, h = boxes[0]
+    assert w > 100 and x + w <= 640 and y + h <= 480  # full-frame pixels, not the small frame's
 
 
 def test_auto_without_any_camera_says_what_to_pass(monkeypatch, tmp_path, fake_picamera2):
@@ -171,7 +203,7 @@ def test_latest_frame_drops_stale_frames_for_a_slow_consumer():
 
     def read():
         time.sleep(0.002)  # a 500 fps camera
-        return np.full((4, 4), next(counter) % 256, np.uint8), None
+        return np.full((4, 4), next(counter) % 256, np.uint8), None, None
 
     grabber = LatestFrame(read)
     grabber.start()
@@ -198,7 +230,7 @@ def test_latest_frame_marks_the_camera_down_and_reopens_it():
 
     def read():
         time.sleep(0.001)
-        return None if state["broken"] else (np.zeros((2, 2), np.uint8), None)
+        return None if state["broken"] else (np.zeros((2, 2), np.uint8), None, None)
 
     def reopen():
         state["reopened"] += 1

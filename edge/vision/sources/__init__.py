@@ -47,8 +47,11 @@ def make_source(
     settings: SourceSettings,
     want_color: bool = False,
     realtime: bool | None = None,
+    detect_width: int | None = None,
 ) -> FrameSource:
     """The (unopened) source for ``spec``; raises :class:`EmopiError` for nonsense.
+
+    ``detect_width``: the Pi camera also delivers frames at this width for face detection.
 
     ``realtime`` paces files, folders and the demo at their frame rate (``False``: flat out).
     ``None`` keeps each source's default: ``[source] realtime`` for files and folders, real
@@ -60,7 +63,7 @@ def make_source(
     low = spec.lower()
     if low == "auto":
         if picamera2_available():
-            return PiCamera2Source(settings, want_color)
+            return PiCamera2Source(settings, want_color, detect_width=detect_width)
         if DEFAULT_V4L2.exists():
             return OpenCVSource(str(DEFAULT_V4L2), settings)
         raise EmopiError(
@@ -68,7 +71,7 @@ def make_source(
             f"{DEFAULT_V4L2} does not exist); {HINT}"
         )
     if low in ("picamera2", "picam", "picamera"):
-        return PiCamera2Source(settings, want_color)
+        return PiCamera2Source(settings, want_color, detect_width=detect_width)
     if low == "demo":
         return DemoSource(
             settings.fps, (settings.width, settings.height), realtime=realtime is not False

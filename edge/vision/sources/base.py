@@ -40,8 +40,9 @@ DEMO_FACE_CENTER = (0.482, 0.333)
 DEFAULT_V4L2 = Path("/dev/video0")
 HINT = "pass --source demo|FILE|DIR|N (N = camera index)"
 
-#: What a camera read returns: grayscale and optional colour, or None when it failed.
-Capture = tuple[np.ndarray, np.ndarray | None] | None
+#: What a camera read returns: grayscale, optional colour and optional gray at the detection
+#: width (:attr:`Frame.small`), or None when it failed.
+Capture = tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Frame:
     gray: np.ndarray  # 2-D uint8
     index: int  # 0, 1, 2, ... in the order the source produced them
     color: np.ndarray | None = None  # BGR, when available without extra work
+    small: np.ndarray | None = None  # gray at the detection width, when the camera makes one
 
 
 class FrameSource(Protocol):

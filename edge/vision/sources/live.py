@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import cv2
+
 from emopi.edge.config import SourceSettings
 from emopi.edge.errors import EmopiError
 from emopi.edge.vision.sources.base import HINT, BaseSource, Capture, Frame
@@ -104,7 +106,8 @@ class LatestFrame:
                 log.info("camera is back after %d reopen attempt(s)", self.reopens)
             fails, backoff, self._failing, self.last_error = 0, first, False, ""
             self._last_frame = time.monotonic()
-            frame = Frame(time.time(), self._last_frame, got[0], self.captured, got[1])
+            gray, color, small = got
+            frame = Frame(time.time(), self._last_frame, gray, self.captured, color, small)
             self.captured += 1
             with self._cond:
                 if self._latest is not None:
@@ -174,17 +177,25 @@ class LiveSource(BaseSource):
 class PiCamera2Source(LiveSource):
     """A Raspberry Pi camera through picamera2 (libcamera).
 
-    The ``lores`` stream is configured as YUV420 at the processing size; its Y plane *is* the
-    grayscale image, so no colour conversion runs and no full-size frame is copied. The
-    ``main`` stream is only read when colour is wanted (preview or annotated video).
+    The ``main`` stream at the capture size is YUV420, whose Y plane *is* the grayscale image
+    (no conversion), or BGR when colour is wanted (preview, annotated video, HTTP view). The
+    ``lores`` stream is YUV420 at the detection width: the ISP scales it, so the Haar scan
+    gets its small frame (:attr:`Frame.small`) without a resize on the CPU.
     """
 
     name = "picamera2"
 
-    def __init__(self, settings: SourceSettings, want_color: bool = False, camera: int = 0) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        want_color: bool = False,
+        camera: int = 0,
+        detect_width: int | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.size = (settings.width - settings.width % 2, settings.height - settings.height % 2)
+        self.small_size = detection_size(self.size, detect_width)
         self.fps = settings.fps
         self.want_color = want_color
         self.camera_num = camera
@@ -194,9 +205,11 @@ class PiCamera2Source(LiveSource):
         from picamera2 import Picamera2  # lazy: only on a Pi
 
         cam = Picamera2(self.camera_num)
+        small = self.small_size
         config = cam.create_video_configuration(
-            main={"size": self.size, "format": "RGB888"},  # RGB888 is BGR in memory
-            lores={"size": self.size, "format": "YUV420"},
+            # RGB888 is BGR in memory
+            main={"size": self.size, "format": "RGB888" if self.want_color else "YUV420"},
+            lores={"size": small, "format": "YUV420"} if small else None,
             controls={"FrameRate": self.fps},
             buffer_count=4,
         )
@@ -218,12 +231,17 @@ class PiCamera2Source(LiveSource):
             return None
         request = cam.capture_request()
         try:
-            w, h = self.size
-            gray = request.make_array("lores")[:h, :w]  # Y plane: rows 0..h of the I420 array
-            color = request.make_array("main") if self.want_color else None
+            main = request.make_array("main")
+            small = None
+            if self.small_size is not None:
+                sw, sh = self.small_size
+                small = request.make_array("lores")[:sh, :sw]  # Y plane of the I420 array
         finally:
             request.release()
-        return gray, color
+        w, h = self.size
+        if self.want_color:
+            return cv2.cvtColor(main, cv2.COLOR_BGR2GRAY), main, small
+        return main[:h, :w], None, small  # Y plane: rows 0..h, without the row padding
 
     def _reopen(self) -> None:
         self._stop_camera()
@@ -244,6 +262,16 @@ class PiCamera2Source(LiveSource):
     def close(self) -> None:
         self._stop_grabber()
         self._stop_camera()
+
+
+def detection_size(size: tuple[int, int], width: int | None) -> tuple[int, int] | None:
+    """The lores stream's size for Haar at ``width`` (even sides); None when not smaller."""
+    w, h = size
+    if width is None or width >= w:
+        return None
+    sw = width - width % 2
+    sh = round(h * sw / w)
+    return sw, sh - sh % 2
 
 
 def picamera2_available() -> bool:

@@ -61,7 +61,7 @@ class OpenCVSource(BaseSource):
             ok, bgr = cap.read() if cap is not None else (False, None)
         if not ok or bgr is None:
             return None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr, None
 
     def _reopen(self) -> None:
         with self._lock:

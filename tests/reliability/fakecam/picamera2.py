@@ -48,8 +48,10 @@ class _Request:
         bgr = self.cam.demo.render(self.index)
         if self.blank:
             bgr = np.full_like(bgr, 128)
-        if name == "main":
+        if self.cam.config[name]["format"] == "RGB888":
             return bgr
+        if (w, h) != bgr.shape[1::-1]:  # the lores stream at the detection size
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
         yuv = np.full((h * 3 // 2, w), 128, np.uint8)  # I420: the Y plane is the first h rows
         yuv[:h] = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         return yuv
@@ -78,7 +80,7 @@ class Picamera2:
 
     def configure(self, config: dict) -> None:
         self.config = config
-        self.demo = DemoSource(size=tuple(config["lores"]["size"]), realtime=False)
+        self.demo = DemoSource(size=tuple(config["main"]["size"]), realtime=False)
         self.demo.open()
 
     def start(self) -> None:
