@@ -3,6 +3,8 @@ password auth: the right credentials work, wrong ones fail with one clear line."
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
 import subprocess
 import sys
@@ -155,3 +157,36 @@ def test_listen_over_tls_wrong_password_is_one_line(secure_broker, pki):
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1
     assert "refused the connection" in res.stderr and "password_file" in res.stderr
+
+
+def sink_log(caplog, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "emopi.edge.mqtt.sink" and r.levelno == level
+    ]
+
+
+@pytest.mark.parametrize("fault", ["unknown CA", "wrong password"])
+def test_what_needs_a_person_is_one_error_not_one_per_retry(
+    secure_broker, pki, make_sink, caplog, fault
+):
+    """Past the start-up window (connect_timeout 0 here) the sink logs its own failures: a
+    certificate that fails verification or refused credentials is an ERROR, said once."""
+    caplog.set_level(logging.DEBUG, logger="emopi.edge.mqtt.sink")
+    if fault == "unknown CA":
+        settings, expected = (
+            tls_settings(secure_broker, pki, str(pki / "password"), ca="other-ca.crt"),
+            "TLS certificate verification failed",
+        )
+    else:
+        settings, expected = (
+            tls_settings(secure_broker, pki, str(pki / "wrong-password")),
+            "refused the connection",
+        )
+    make_sink(dataclasses.replace(settings, connect_timeout=0.0))
+    wait_until(lambda: sink_log(caplog, logging.DEBUG), timeout=20)  # a retry, said quietly
+    errors = sink_log(caplog, logging.ERROR)
+    assert len(errors) == 1 and expected in errors[0]
+    assert all(expected in line for line in sink_log(caplog, logging.DEBUG))
+    assert sink_log(caplog, logging.WARNING) == []
