@@ -85,7 +85,7 @@ class DetectSettings:
     threaded: bool = True
     # threaded: the frame loop waits for a scan only when its frame is this many frames old
     # (files decoded faster than real time; a camera at 30 fps does not get there)
-    max_lag: int = setting(15, 1, 1000)
+    max_lag: int = setting(5, 1, 1000)
     scale_factor: float = setting(1.1, 1.01, 2.0)
     min_neighbors: int = setting(5, 0, 50)
     min_size: int = setting(18, 0)  # smallest face, px at `width` (18 of 256 = 7% of it)

@@ -28,7 +28,11 @@ from emopi.edge.errors import EmopiError
 if TYPE_CHECKING:
     from emopi.edge.config import Config
 
-SWEEP_KEYS = {"threads": "classify.threads", "detect-width": "detect.width"}
+SWEEP_KEYS = {
+    "threads": "classify.threads",
+    "detect-width": "detect.width",
+    "classify-every": "classify.every",
+}
 #: Config keys that flags of `emopi bench` set, and each flag's argparse dest.
 FLAG_KEYS = {
     "source.spec": "source",
@@ -85,8 +89,8 @@ def plans(args: argparse.Namespace, cfg: Config) -> tuple[list[RunPlan], str | N
     if compare_float:
         raise EmopiError("use --compare or --sweep, not both in one run")
     key, points = parse_sweep(args.sweep)
-    if key == "detect-width" and args.source == "synthetic":
-        raise EmopiError("--sweep detect-width needs a video or camera source, not synthetic")
+    if key != "threads" and args.source == "synthetic":
+        raise EmopiError(f"--sweep {key} needs a video or camera source, not synthetic")
     out = []
     for value in points:
         point = copy.deepcopy(cfg)
@@ -212,7 +216,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", metavar="NAME|PATH", help="shipped default or small, or an int8 .tflite"
     )
-    p.add_argument("--threads", type=count(1), metavar="N", help="CPU threads (default 1)")
+    p.add_argument(
+        "--threads",
+        type=count(1),
+        metavar="N",
+        help="CPU threads for Haar scans and the interpreter (default 1)",
+    )
     p.add_argument("--frames", type=count(1), default=300, help="measured frames (default 300)")
     p.add_argument(
         "--warmup", type=count(0), default=30, help="frames run before measuring (default 30)"
@@ -240,7 +249,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sweep",
         metavar="KEY=A,B,..",
-        help="one run per value, one table: threads=1,2,4 or detect-width=240,320,480",
+        help="one run per value, one table: threads=1,2,4, detect-width=240,320,480 or "
+        "classify-every=1,3",
     )
     p.add_argument(
         "--http",

@@ -53,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="shipped model default or small, or an int8 .tflite with its .json metadata",
     )
     p.add_argument(
-        "--threads", type=int, metavar="N", help="CPU threads for OpenCV and the interpreter"
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for face detection (OpenCV's Haar scans) and classification (the "
+        "interpreter); detection runs in a thread of its own beside the frame loop",
     )
     p.add_argument(
         "--detect-every", type=int, metavar="N", help="run the face detector every N frames"

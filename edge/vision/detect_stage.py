@@ -12,9 +12,10 @@ The tracker ends a face ``[track] timeout`` seconds of frame time after its last
 A camera's frames come in real time, so scans keep up; a file decoded as fast as possible
 runs through media time many times faster than a scan, and its faces would time out between
 scans. So the frame loop waits for a scan only when the scan's frame is ``max_lag`` frames
-old (default 15: half a second at 30 fps, never reached by a camera unless a scan takes that
-long). ``max_lag = 1`` makes the stage deterministic for tests: the boxes of the frame
-handed over at frame n are applied exactly at frame n + 1.
+old (default 5, as ``[detect] every``: a file keeps the scan cadence of inline detection,
+and a camera at 30 fps gets there only if a scan takes over 167 ms). ``max_lag = 1`` makes
+the stage deterministic for tests: the boxes of the frame handed over at frame n are
+applied exactly at frame n + 1.
 """
 
 from __future__ import annotations

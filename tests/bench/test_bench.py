@@ -217,6 +217,7 @@ def test_summarize_orders_percentiles_in_milliseconds():
 def test_parse_sweep_and_broker():
     assert bench_cli.parse_sweep("threads=1,2,4") == ("threads", [1, 2, 4])
     assert bench_cli.parse_sweep("detect-width=240, 320") == ("detect-width", [240, 320])
+    assert bench_cli.parse_sweep("classify-every=1,3") == ("classify-every", [1, 3])
     with pytest.raises(EmopiError, match="integers"):
         bench_cli.parse_sweep("threads=one")
     assert runs.parse_broker("none") == "none" and runs.parse_broker("EMBEDDED") == "embedded"
