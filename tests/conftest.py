@@ -11,6 +11,16 @@ from typing import Any
 import pytest
 from helpers import ROOT, SHARED_DATA, Mosquitto, make_mosquitto
 from mqtt_driver import Subscriber
+from random_order import (  # noqa: F401 - --random-order (see tests/random_order.py)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+)
+from skipguard import (  # noqa: F401 - the no-silent-skips hooks (see tests/skipguard.py)
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 PIP_WHEEL = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
 

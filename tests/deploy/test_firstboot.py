@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 from deploy_helpers import OFFLINE, ROOT
 
 if sys.version_info >= (3, 11):
