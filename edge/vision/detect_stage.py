@@ -91,13 +91,14 @@ class PassPlan:
         return ScanJob(frame_no, frame.mono, frame.gray, frame.small, () if full else tracked)
 
 
-def apply(tracker: Tracker, result: ScanResult | None, mono: float) -> StepResult:
-    """Hand a scan's boxes to the tracker (at the scanned frame's time), then expire at ``mono``."""
+def apply(tracker: Tracker, result: ScanResult | None, mono: float | None) -> StepResult:
+    """Hand a scan's boxes to the tracker at the scanned frame's time, which also ends the
+    tracks not seen for the timeout by then; without a scan, expire at ``mono`` if given."""
     t = time.perf_counter()
-    update = TrackUpdate()
     if result is not None:
         update = tracker.update(result.boxes, result.job.mono)
-    update.ended += tracker.expire(mono)
+    else:
+        update = TrackUpdate(ended=tracker.expire(mono) if mono is not None else [])
     return StepResult(update, result.seconds if result else None, time.perf_counter() - t)
 
 
@@ -118,7 +119,12 @@ class InlineDetection:
 
 
 class ThreadedDetection:
-    """Scans in a worker thread; the frame loop hands over frames and takes finished boxes."""
+    """Scans in a worker thread; the frame loop hands over frames and takes finished boxes.
+
+    Tracks end only when a scan says so: whether a face was seen ``timeout`` seconds before
+    a frame is known once that frame was scanned, and judging it by the newer frame the loop
+    is at would end faces that the scans running behind have not had a chance to see.
+    """
 
     def __init__(self, detector: Detector, plan: PassPlan, max_lag: int) -> None:
         self.detector, self.plan, self.max_lag = detector, plan, max_lag
@@ -131,7 +137,7 @@ class ThreadedDetection:
         self._thread: threading.Thread | None = None  # started with the first scan
 
     def step(self, frame_no: int, frame: Frame, tracker: Tracker) -> StepResult:
-        step = apply(tracker, self._take(frame_no), frame.mono)
+        step = apply(tracker, self._take(frame_no), None)
         if self._in_flight is None and self.plan.due(frame_no):
             self._submit(self.plan.job(frame_no, frame, tracker))
         return step
