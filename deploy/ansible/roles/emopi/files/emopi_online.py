@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import threading
+from typing import Any
 
 from emopi.edge.config import load_config
 from emopi.edge.mqtt.client import describe_refusal, make_client
@@ -37,13 +38,13 @@ def main() -> int:
     problems: list[str] = []
     online = threading.Event()
 
-    def on_connect(client, _userdata, _flags, reason, _props):  # type: ignore[no-untyped-def]
+    def on_connect(client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             problems.append(describe_refusal(reason, host, port))
         else:
             client.subscribe(topic, qos=1)
 
-    def on_message(_client, _userdata, message):  # type: ignore[no-untyped-def]
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
         seen.append(message.payload)
         if message.payload == b"online":
             online.set()
