@@ -6,7 +6,7 @@
 #
 # VIDEO defaults to ../shared/data/video/liveportrait_d3.mp4 (512x512, one face); a 640x360
 # "stage" clip with four smaller faces is made from it in a temporary folder. Results go to
-# benchmarks/results/{haar-sweep,classify-every,before-after,sweep-threads-256}/. Takes about
+# benchmarks/results/{haar-sweep,classify-every,before-after,sweep-threads-portrait}/. Takes about
 # 10 minutes on an idle 2-core machine. The ratio to the `fer` package needs a fer venv:
 # benchmarks/compare_fer.py (see benchmarks/README.md) measures it side by side.
 set -euo pipefail
@@ -29,7 +29,7 @@ python benchmarks/before_after.py "$video" "$tmp/stage.mp4" --rounds 4 --paced-r
   --out "$out/before-after" >/dev/null
 echo "== $out/before-after"
 emopi bench --source "$video" --sweep threads=1,2 --broker none \
-  --out "$out/sweep-threads-256" >/dev/null
-rm -f "$out/sweep-threads-256/bench.png"
-sed -i 's/^!\[latency\](bench.png)$//' "$out/sweep-threads-256/bench.md"
-echo "== $out/sweep-threads-256"
+  --out "$out/sweep-threads-portrait" >/dev/null
+rm -f "$out/sweep-threads-portrait/bench.png"
+sed -i 's/^!\[latency\](bench.png)$//' "$out/sweep-threads-portrait/bench.md"
+echo "== $out/sweep-threads-portrait"
