@@ -443,14 +443,14 @@ def write_markdown(path: Path, r: dict[str, Any]) -> None:
         f"{setup['faults'][name]['lasts_s']:g} s each)"
         for name, count in r["faults_injected"].items()
     )
-    state = "complete" if r["complete"] else "**cut short / still running**"
+    state = "complete" if r["complete"] else "**not finished: stopped early or still running**"
     lines = [
         "# Soak: emopi run through faults",
         "",
         f"{s['measured_minutes']:g} minutes measured ({setup['minutes_asked']:g} asked; "
         f"{state}) on {setup['machine']}, started {setup['started']}; sampled every "
         f"{setup['every']:g} s; warm-up {setup['warmup_minutes']:g} min; growth = median of the "
-        f"last {s['window_s'] / 60:g} min minus median of the first {s['window_s'] / 60:g} min "
+        f"last {s['window_s'] / 60:.1f} min minus median of the first {s['window_s'] / 60:.1f} min "
         "after the warm-up.",
         "",
         f"Faults injected: {faults or 'none'}"
@@ -515,7 +515,10 @@ def plot(path: Path, r: dict[str, Any]) -> bool:
     ax.plot(t, [s["rss_mb"] for s in samples], color="tab:blue", label="RSS")
     ax.plot(t, [s.get("rss_net_mb", s["rss_mb"]) for s in samples], color="tab:cyan",
             label="RSS less tracemalloc")  # fmt: skip
-    ax.set_ylabel("MB")
+    ax.set_ylabel("RSS (MB)")
+    steady = [s["rss_mb"] for s in samples if s["t"] >= 60]
+    if steady:  # zoom on the part that matters, not on the start-up ramp
+        ax.set_ylim(min(steady) - LIMIT_MB, max(steady) + LIMIT_MB)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("emopi run through faults: memory, fds, threads, spool, events")
     ax = axes[1]
@@ -578,6 +581,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-mqtt", action="store_true", help="events on stdout, no broker")
     p.add_argument("--no-tracemalloc", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--report-only", action="store_true", help="redo soak.md/png from soak.json")
     args = p.parse_args(argv)
     names = {"all": FAULTS, "none": ()}.get(args.faults, tuple(args.faults.split(",")))
     if unknown := set(names) - set(FAULTS):
@@ -600,6 +604,11 @@ def settle(env: Environment, metrics_port: int, proc: subprocess.Popen, timeout:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.report_only:
+        result = json.loads((args.out / "soak.json").read_text())
+        write_markdown(args.out / "soak.md", result)
+        plot(args.out / "soak.png", result)
+        return 0
     if "camera" not in args.faults and not args.video.is_file():
         print(f"soak: video {args.video} not found (set EMOPI_SHARED_DATA)", file=sys.stderr)
         return 2
