@@ -64,6 +64,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Some video of one face: the shared benchmark clip, or one made from the demo portrait."""
+    path = SHARED_DATA / "video" / "liveportrait_d3.mp4"
+    if path.is_file():
+        return path
+    from edgekit import demo_clip
+
+    return demo_clip(tmp_path_factory.mktemp("video") / "demo-clip.mp4")
+
+
+@pytest.fixture(scope="session")
 def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real tiny int8 ``.tflite`` with a valid sidecar (``<name>.json``); built once."""
     pytest.importorskip("tensorflow", reason="the tiny model is built with TensorFlow")

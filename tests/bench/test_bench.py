@@ -106,11 +106,9 @@ def test_synthetic_needs_no_camera_and_no_video(tmp_path: Path):
     assert "| int8 | 8 |" in (tmp_path / "bench.md").read_text()
 
 
-def test_video_bench_reports_every_stage(shared_data: Path, tmp_path: Path):
-    """A short bench on the shared benchmark video through the embedded broker."""
-    video = shared_data / "video" / "liveportrait_d3.mp4"
-    if not video.is_file():
-        pytest.skip(f"{video} not found")
+def test_video_bench_reports_every_stage(video: Path, tmp_path: Path):
+    """A short bench on a video of a face (the shared benchmark clip or one the tests make)
+    through the embedded broker."""
     proc = run_bench(
         "--source", str(video), "--frames", "60", "--warmup", "0", "--out", str(tmp_path)
     )
@@ -150,7 +148,8 @@ def test_compare_float_runs_both_models_on_the_same_faces(tmp_path: Path):
     assert q["stage_ms"]["detect"] == f["stage_ms"]["detect"]
     cmp = run["comparison"]
     assert cmp["classify_per_face_p50"] > 0 and cmp["invoke_per_face_p50"] > 0
-    assert 0 <= cmp["top1_agreement"] <= 1
+    # the float32 twin and its int8 quantisation agree on (nearly) every face's top emotion
+    assert cmp["top1_agreement"] > 0.9, cmp
     assert run["capture_to_delivery_ms"] is None  # --broker none
 
 

@@ -26,14 +26,6 @@ def model(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def video(shared_data: Path) -> Path:
-    path = shared_data / "video" / "liveportrait_d3.mp4"
-    if not path.is_file():
-        pytest.skip(f"benchmark video {path} not found")
-    return path
-
-
-@pytest.fixture(scope="session")
 def event_validator():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text())

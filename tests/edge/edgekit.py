@@ -28,3 +28,50 @@ def noise_frames(n: int, size: tuple[int, int] = (320, 240), seed: int = 0) -> l
         small = rng.integers(0, 255, (h // 16, w // 16), dtype=np.uint8)
         out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
     return out
+
+
+def demo_clip(path: Path, frames: int = 360, size: tuple[int, int] = (512, 512)) -> Path:
+    """Some video with a face, made from the bundled demo portrait (no data needed).
+
+    The portrait drifts and zooms like a hand-held camera (``DemoSource``). Frames 120-239
+    show it with the lower half of the face stretched from its upper part (the smile gone):
+    the shipped model reads that as another emotion, so the clip has an ``update``; the same
+    face stays in view throughout, one track from the first frame to the last.
+    """
+    from emopi.edge.vision.sources import DemoSource
+
+    demo = DemoSource(realtime=False, size=size)
+    with demo:
+        smiling = demo._image
+        assert smiling is not None
+        straight, _ = straighten(smiling)
+        out = []
+        for index in range(frames):
+            demo._image = straight if 120 <= index < 240 else smiling
+            out.append(demo.render(index))
+    return write_video(path, out, demo.fps)
+
+
+def straighten(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """``image`` (the demo portrait) with the lower half of its one face replaced by a
+    stretch of the quarter above it: no smile. Also the face's Haar box."""
+    from emopi.edge.vision.detect import HaarDetector
+
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    (x, y, w, h), *_ = HaarDetector().detect(gray)
+    out = image.copy()
+    lower = out[y + h // 2 : y + h, x : x + w]
+    out[y + h // 2 : y + h, x : x + w] = cv2.resize(lower[: h // 4], (w, h - h // 2))
+    return out, (x, y, w, h)
+
+
+def demo_faces_gray() -> tuple[np.ndarray, np.ndarray]:
+    """The demo portrait's face cropped like a FER-2013 face (gray, a little margin): smiling,
+    and straightened (another expression, see :func:`straighten`)."""
+    from emopi.edge.assets import ASSETS
+
+    gray = cv2.imread(str(ASSETS / "demo-face.jpg"), cv2.IMREAD_GRAYSCALE)
+    straight, (x, y, w, h) = straighten(gray)
+    m = w // 8
+    crop = (slice(max(y - m, 0), y + h + m), slice(max(x - m, 0), x + w + m))
+    return gray[crop], straight[crop]

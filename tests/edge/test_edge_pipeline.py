@@ -10,10 +10,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgekit import noise_frames
+from edgekit import demo_faces_gray, noise_frames
+from helpers import SHARED_DATA
 
 from emopi.edge.config import Config, SourceSettings
-from emopi.edge.contract import LABELS
+from emopi.edge.contract import LABELS, prepare_face
 from emopi.edge.events import STAGES, EmotionEvent, SceneState
 from emopi.edge.pipeline import build_pipeline
 from emopi.edge.vision.classify import TFLiteClassifier
@@ -117,7 +118,7 @@ def test_video_one_face_one_stable_track(model, video, event_validator, threaded
     assert faces[0] == 0 and 1 in faces and faces[-1] == 0
 
 
-def test_full_scans_only_do_as_well_on_the_video(model, video):
+def test_full_scans_only_keep_the_one_track_on_the_video(model, video):
     sink, final = run(
         config(model, full_every=1), OpenCVSource(str(video), SourceSettings()), max_frames=150
     )
@@ -125,16 +126,21 @@ def test_full_scans_only_do_as_well_on_the_video(model, video):
     assert {e.track_id for e in sink.events} == {1}
 
 
-def fer_scene(shared_data: Path, clf: TFLiteClassifier) -> tuple[np.ndarray, np.ndarray]:
-    """The most clearly happy FER val face (per the model) that Haar finds on a canvas."""
-    files = sorted((shared_data / "fer2013" / "val" / "happy").glob("*.jpg"))[:60]
+def visit_faces(clf: TFLiteClassifier) -> tuple[list[np.ndarray], np.ndarray]:
+    """Clearly happy faces (per the model), best first, and someone else: FER-2013 val faces
+    from ../shared/data, else the demo portrait smiling and straightened."""
+    if not (SHARED_DATA / "fer2013").is_dir():
+        smiling, straight = demo_faces_gray()
+        assert clf.predict(prepare_face(smiling)[None]).argmax() == LABELS.index("happy")
+        return [smiling], straight
+    files = sorted((SHARED_DATA / "fer2013" / "val" / "happy").glob("*.jpg"))[:60]
     faces = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
     order = np.argsort(-clf.predict(faces)[:, LABELS.index("happy")])
     other = cv2.imread(
-        str(sorted((shared_data / "fer2013" / "val" / "surprise").glob("*.jpg"))[0]),
+        str(sorted((SHARED_DATA / "fer2013" / "val" / "surprise").glob("*.jpg"))[0]),
         cv2.IMREAD_GRAYSCALE,
     )
-    return faces[order[:5]], other
+    return list(faces[order[:5]]), other
 
 
 def paste(face: np.ndarray, dx: int) -> np.ndarray:
@@ -143,9 +149,9 @@ def paste(face: np.ndarray, dx: int) -> np.ndarray:
     return canvas
 
 
-def test_image_folder_built_from_fer_two_visits(model, shared_data, tmp_path, event_validator):
+def test_image_folder_two_visits(model, tmp_path, event_validator):
     clf = TFLiteClassifier(model)
-    happy, other = fer_scene(shared_data, clf)
+    happy, other = visit_faces(clf)
     from emopi.edge.vision.detect import HaarDetector
 
     detector = HaarDetector(Config().detect)
@@ -211,9 +217,12 @@ def test_stop_request_ends_open_tracks(model, event_validator):
 def test_duration_limit_and_state_rate_limit(model):
     cfg = config(model)
     cfg.mqtt.state_interval = 60.0  # at most one change-driven state in this run
-    demo = DemoSource(realtime=True, fps=30)
+    demo = DemoSource(realtime=True, fps=30)  # endless: only the duration ends this run
     sink, final = run(cfg, demo, duration=0.8)
-    assert 15 <= final["frames"] <= 30 and 0.75 <= final["uptime_s"] < 1.5
+    # Not before the limit, and paced: frame i comes no earlier than i/30 s after the start,
+    # however fast the machine. (How many frames a loaded machine manages is not asserted.)
+    assert final["uptime_s"] >= 0.8
+    assert 1 <= final["frames"] <= 30 * final["uptime_s"] + 1
     counts = [s.face_count for s in sink.states]
     assert counts[0] == 0 and counts[-1] == 0 and len(counts) <= 3
 
