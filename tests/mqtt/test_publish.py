@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from mqtt_driver import DEVICE, dedup, driver_command, make_event, plain_settings
+from mqtt_driver import DEVICE, dedup, driver_command, make_event, plain_settings, wait_until
 
 from emopi.edge.events import EmotionEvent, FaceState, SceneState
 from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
@@ -133,6 +133,8 @@ def test_stats_add_spool_and_connection_and_keep_secrets(
     assert stats["events_published"] == 1 and stats["events_spooled"] == 1
     assert stats["broker_connected"] is True
     assert stats["model"] == "m-1" and stats["uptime_s"] == 3.0  # the pipeline's own wins
+    sink.close()  # its last word is `offline`: everything it sent has arrived after that
+    sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"offline")
     assert all(secret.encode() not in m.payload for m in sub.messages)
     assert secret not in caplog.text and secret not in repr(sink.__dict__)
 
@@ -169,9 +171,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(own_mosquitto, tmp_path, ma
     producer.start()
     sub.wait_for(lambda: len(sub.on(topic)) >= 50)
     own_mosquitto.stop()  # mid-stream
-    time.sleep(0.5)
-    assert not sink.connected
-    assert sink.counters()["spool_depth"] > 0
+    wait_until(lambda: not sink.connected)
+    wait_until(lambda: sink.counters()["spool_depth"] > 0)  # the producer goes on meanwhile
     own_mosquitto.start()
     producer.join()
     sub.wait_for(lambda: len(dedup(sub.on(topic))) >= total, timeout=30)

@@ -4,14 +4,20 @@ password auth: the right credentials work, wrong ones fail with one clear line."
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from helpers import run_cli
 from mqtt_driver import make_event, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
+from relkit import write_config
 
 from emopi.edge.errors import EmopiError
 from emopi.edge.mqtt.settings import MqttSettings, TlsSettings
@@ -101,10 +107,33 @@ def tls_settings(
 
 
 def test_right_credentials_over_tls_deliver_events(secure_broker, pki, make_sink, caplog):
-    sink = make_sink(tls_settings(secure_broker, pki, str(pki / "password")))
-    sink.wait_connected(10)
-    sink.publish_event(make_event(1))
-    wait_until(lambda: sink.counters()["events_published"] == 1)
+    """An event published over TLS with a client certificate and a password reaches a
+    subscriber (itself on TLS with its own credentials)."""
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-subscriber")
+    sub.username_pw_set(USER, PASSWORD)
+    sub.tls_set(
+        ca_certs=str(pki / "ca.crt"),
+        certfile=str(pki / "client.crt"),
+        keyfile=str(pki / "client.key"),
+    )
+    sub.on_connect = lambda c, *_: c.subscribe("emopi/tls-pi/event", qos=1)
+    sub.on_subscribe = lambda *_: subscribed.set()
+    sub.on_message = lambda _c, _u, m: got.append(m.payload)
+    sub.connect("127.0.0.1", secure_broker.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10), "the TLS subscriber could not subscribe"
+        sink = make_sink(tls_settings(secure_broker, pki, str(pki / "password")), "tls-pi")
+        sink.wait_connected(10)
+        sink.publish_event(make_event(1, device_id="tls-pi"))
+        wait_until(lambda: len(got) >= 1)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    event = json.loads(got[0])
+    assert (event["seq"], event["device_id"]) == (1, "tls-pi")
     assert PASSWORD not in caplog.text
 
 
@@ -190,3 +219,19 @@ def test_what_needs_a_person_is_one_error_not_one_per_retry(
     assert len(errors) == 1 and expected in errors[0]
     assert all(expected in line for line in sink_log(caplog, logging.DEBUG))
     assert sink_log(caplog, logging.WARNING) == []
+
+
+def test_emopi_run_says_error_for_a_certificate_it_cannot_verify(secure_broker, pki, tmp_path):
+    """At start-up `emopi run` reports the first failure itself: a TLS verification failure
+    is an ERROR (a person must fix ca_file), yet it runs on and spools (the clock may be off)."""
+    config = write_config(
+        tmp_path / "emopi.toml",
+        {"device_id": "tls-run", "state_dir": str(tmp_path / "state")},
+        mqtt={"host": "127.0.0.1", "port": secure_broker.port, "connect_timeout": 1.0},
+        **{"mqtt.tls": {"ca_file": str(pki / "other-ca.crt")}},
+    )
+    result = run_cli("run", "--config", str(config), "--source", "demo", "--max-frames", "3")
+    assert result.returncode == 0, result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if " ERROR " in ln]
+    assert len(errors) == 1 and "TLS certificate verification failed" in errors[0]
+    assert "running on: events are spooled" in errors[0]

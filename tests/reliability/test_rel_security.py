@@ -4,16 +4,17 @@ subscription is homeassistant/status, whose payload is checked; /metrics is on l
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from helpers import Mosquitto, free_port, run_cli
+from mqtt_driver import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 from relkit import Emopi, write_config
 
@@ -103,19 +104,24 @@ def test_secrets_subscriptions_and_metrics(logged_broker, tmp_path):
             recorder.client.publish("homeassistant/status", payload, qos=1)
         for topic in (f"emopi/{DEVICE}/set", f"emopi/{DEVICE}/command", f"emopi/{DEVICE}/stop"):
             recorder.client.publish(topic, b"stop", qos=1)
-        time.sleep(1.0)
-        assert len(recorder.topics("/config")) == configs
-        recorder.client.publish("homeassistant/status", b"online", qos=1)  # HA restarted
+        # The sentinel: HA restarted ("online" after the junk). emopi reads its subscription
+        # in order; the count is checked once its `offline` on exit has arrived (below).
+        recorder.client.publish("homeassistant/status", b"online", qos=1)
         emopi.wait_for(
-            lambda: len(recorder.topics("/config")) == configs + 3, 10, "discovery republished"
+            lambda: len(recorder.topics("/config")) >= configs + 3, 10, "discovery republished"
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         address = listening_address(metrics_port)
     finally:
         code = emopi.stop()
+        status = f"emopi/{DEVICE}/status"
+        with contextlib.suppress(AssertionError):  # asserted below, after the cleanup
+            wait_until(lambda: recorder.topics(status)[-1:] == [b"offline"])
         recorder.close()
     assert code == 0, emopi.stderr()
+    assert recorder.topics(status)[-1:] == [b"offline"]  # emopi's last word has arrived
+    assert len(recorder.topics("/config")) == configs + 3  # the sentinel's; none for the junk
     stderr = emopi.stderr()
     assert "DEBUG" in stderr  # the most talkative level was on
     assert "Traceback" not in stderr and "readable by every user" not in stderr
