@@ -317,7 +317,7 @@ class MqttSink:
         self._signal("connect")
 
     def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, _client: mqtt.Client, _userdata: Any, flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         was_connected = self._is_connected.is_set()
         self._is_connected.clear()
@@ -325,7 +325,9 @@ class MqttSink:
         if self._closed:
             return
         if was_connected:
-            self._outage.lost(str(reason))
+            # paho calls a connection that dropped (reset or closed) "Unspecified error"
+            dropped = reason.value == 0x80 and not flags.is_disconnect_packet_from_server
+            self._outage.lost("the connection dropped" if dropped else str(reason))
         elif self._connack_failed:  # the refusal itself was the failure
             self._connack_failed = False
         else:  # e.g. no CONNACK within keepalive: a stalled link

@@ -39,7 +39,7 @@ def test_broker_restarts_are_one_warning_and_one_info_line_each(own_mosquitto, m
     assert sink_records(log, logging.ERROR) == []
     assert (
         sink_records(log, logging.WARNING)
-        == [f"lost {where} (Unspecified error); events are spooled until it is back"] * 2
+        == [f"lost {where} (the connection dropped); events are spooled until it is back"] * 2
     )
     infos = sink_records(log, logging.INFO)
     assert infos[0] == f"connected to {where}"

@@ -37,7 +37,7 @@ def test_a_long_outage_is_one_warning_quiet_retries_and_a_summary_every_five_min
     clock = Clock()
     outage = OutageLog(WHERE, clock=clock)
     outage.connected(waiting=0, last_row=0)
-    outage.lost("Unspecified error")
+    outage.lost("the connection dropped")
     for step in range(1, 61):  # 10 minutes of refused attempts, one every 10 s
         clock.now += 10
         outage.failed(REFUSED, spooled=2 * step)
@@ -54,7 +54,7 @@ def test_reconnect_is_one_info_line_once_the_backlog_is_acknowledged(log):
     clock = Clock()
     outage = OutageLog(WHERE, clock=clock)
     outage.connected(waiting=0, last_row=0)
-    outage.lost("Unspecified error")
+    outage.lost("the connection dropped")
     clock.now += 47
     outage.connected(waiting=3, last_row=12)
     outage.acked([10, 11])
@@ -71,13 +71,13 @@ def test_reconnect_is_one_info_line_once_the_backlog_is_acknowledged(log):
 def test_a_backlog_cut_short_by_the_next_outage_says_how_much_was_sent(log):
     outage = OutageLog(WHERE, clock=Clock())
     outage.connected(waiting=0, last_row=0)
-    outage.lost("Unspecified error")
+    outage.lost("the connection dropped")
     outage.connected(waiting=5, last_row=5)
     outage.acked([1, 2])
-    outage.lost("Unspecified error")
+    outage.lost("the connection dropped")
     assert [r.getMessage() for r in log.records][-2:] == [
         f"{WHERE} back after an outage of 0 s; 2 of 5 spooled events sent",
-        f"lost {WHERE} (Unspecified error); events are spooled until it is back",
+        f"lost {WHERE} (the connection dropped); events are spooled until it is back",
     ]
 
 
