@@ -75,6 +75,11 @@ def test_camera_faults_keep_the_process_up_and_recover(tmp_path, notify_socket):
         emopi.wait_for(lambda: camera("down") > downs, 15, f"camera down on {mode!r}")
         emopi.wait_for(lambda: len(events("end")) > ends, 10, f"`end` after {mode!r}")
         assert events("end")[-1]["track_id"] == tracks_seen[-1]
+        # the frame loop goes on without a camera: systemd's watchdog is still fed
+        down_since = time.monotonic()
+        emopi.wait_for(
+            lambda: len(notify_socket.pings(down_since)) >= 2, 30, f"pings while {mode!r}"
+        )
 
     def recover() -> None:
         ups = camera("up")
@@ -102,10 +107,8 @@ def test_camera_faults_keep_the_process_up_and_recover(tmp_path, notify_socket):
         stopped = time.monotonic()
         code = emopi.stop(signal.SIGTERM)
     assert code == 0, emopi.stderr()
-    # The frame loop kept running through every outage: systemd's watchdog never starved.
-    pings = notify_socket.pings(until=stopped)
-    assert len(pings) > 5
-    assert max(b - a for a, b in itertools.pairwise([*pings, stopped])) < WATCHDOG_S
+    # The frame loop kept running through every outage (fault() waited for pings meanwhile).
+    assert len(notify_socket.pings(until=stopped)) > 5
     stderr = emopi.stderr()
     assert "Traceback" not in stderr
     assert "camera is not delivering frames" in stderr and "camera is back" in stderr
@@ -119,8 +122,12 @@ def test_camera_faults_keep_the_process_up_and_recover(tmp_path, notify_socket):
     attempts = [line.split() for line in opens.read_text().splitlines()]
     fails = [float(t) for t, result in attempts if result == "fail"]
     gaps = [b - a for a, b in itertools.pairwise(fails)]
-    assert gaps[0] < 0.35 and max(gaps) < 0.4 + 0.4  # started small, capped (plus slack)
-    assert max(gaps) > gaps[0]  # and it did grow
+    # Waits of 0.2, 0.4, 0.4, 0.4 s between attempts (plus the attempt itself, however long a
+    # loaded machine takes): doubling from 0.1 s, capped at 0.4 s. Uncapped, the fourth wait
+    # would be 1.6 s.
+    assert len(gaps) >= 4
+    assert all(g >= w - 0.01 for g, w in zip(gaps[:4], (0.2, 0.4, 0.4, 0.4), strict=True)), gaps
+    assert gaps[3] < 1.6, gaps
     assert attempts[-1][1] == "ok"  # the camera was opened again when it came back
 
 
