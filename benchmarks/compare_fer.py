@@ -196,8 +196,9 @@ class EmopiSide:
         if model:
             self.cfg.classify.model = model
         self.cfg.detect.every = detect_every
-        if detect_every == 1:
-            self.cfg.detect.full_every = 1  # a full Haar scan on every frame, as fer does
+        if detect_every == 1:  # a full Haar scan on every frame, in the frame loop, as fer does
+            self.cfg.detect.full_every = 1
+            self.cfg.detect.threaded = False
         self.classifier = TFLiteClassifier(resolve_model(self.cfg.classify.model), threads=1)
 
     def run(self, start: int, count: int) -> dict[str, Any]:

@@ -39,7 +39,8 @@ def frames() -> np.ndarray:
 
 def test_emopi_side_runs_the_real_pipeline_on_the_frames(compare_fer, frames):
     side = compare_fer.EmopiSide("emopi", frames, None, detect_every=1)
-    assert side.cfg.detect.full_every == 1 and side.cfg.classify.threads == 1
+    assert side.cfg.detect.full_every == 1 and not side.cfg.detect.threaded
+    assert side.cfg.classify.threads == 1
     result = side.run(2, 10)
     assert len(result["latency_s"]) == len(result["faces"]) == 10
     assert all(t > 0 for t in result["latency_s"]) and result["cpu_s"] > 0
