@@ -69,6 +69,13 @@ def _run_section(run: dict[str, Any]) -> list[str]:
             f"- dropped frames (live sources): {run['dropped_frames']}",
             "",
         ]
+        if run["settings"].get("detect_threaded"):
+            lines += [
+                "Detection runs beside the frame loop: `detect` is a scan's time in the worker, "
+                "counted on the frame its boxes reached the tracker, and not part of the whole "
+                "frame (which waits for a scan only when it is `[detect] max_lag` frames old).",
+                "",
+            ]
         if run["live"]:
             lines += [
                 "Live source: `capture` is the wait for the next camera frame and capture -> "

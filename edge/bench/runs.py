@@ -218,6 +218,8 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
             "threads": cfg.classify.threads,
             "detect_width": cfg.detect.width,
             "detect_every": cfg.detect.every,
+            "detect_threaded": cfg.detect.threaded,
+            "classify_every": cfg.classify.every,
             "batch": cfg.classify.batch,
         },
         "source": raw.name,
