@@ -338,10 +338,14 @@ def median_of(samples: list[dict[str, Any]], key: str, start: float, end: float)
     return statistics.median(values) if values else float("nan")
 
 
-def summarise(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
-    """Growth after the warm-up, and the counts (see the module docstring)."""
+def summarise(
+    samples: list[dict[str, Any]], warmup: float, fault_log: dict[str, list[Any]]
+) -> dict[str, Any]:
+    """Growth after the warm-up, and the counts (see the module docstring). "Start" is 30 s
+    in: the process is up, the model loaded, the broker connected."""
     if not samples:
         return {}
+    first = next((s for s in samples if s["t"] >= 30), samples[0])
     end = samples[-1]["t"]
     after = [s for s in samples if s["t"] >= warmup] or samples[-1:]
     window = min(600.0, max(60.0, (end - warmup) / 10))
@@ -354,15 +358,21 @@ def summarise(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
         out[f"{key}_growth"] = round(end_v - start_v, 2)  # NaN before the warm-up ends
     hours = (end - after[0]["t"]) / 3600
     out["rss_growth_mb_per_hour"] = round(out["rss_mb_growth"] / hours, 2) if hours else None
-    out["rss_mb_at_start"] = samples[0]["rss_mb"]
+    out["rss_mb_at_start"] = first["rss_mb"]
     out["rss_mb_max"] = max(s["rss_mb"] for s in samples)
-    out["fds_at_start"], out["fds_at_warmup"] = samples[0]["fds"], after[0]["fds"]
+    out["fds_at_start"], out["fds_at_warmup"] = first["fds"], after[0]["fds"]
     out["fds_at_end"], out["fds_max"] = samples[-1]["fds"], max(s["fds"] for s in samples)
     out["threads_at_warmup"], out["threads_at_end"] = after[0]["threads"], samples[-1]["threads"]
     out["threads_max"] = max(s["threads"] for s in samples)
     last = samples[-1]
     out["frames"] = int(last.get("frames", 0))
     out["fps"] = round(out["frames"] / max(end, 1e-9), 1)
+    reconnects = [t for name in ("broker", "network") for t, _ in fault_log.get(name, [])]
+    if after_warmup := sum(1 for t in reconnects if t >= warmup):
+        out["reconnect_faults_after_warmup"] = after_warmup
+        out["rss_growth_kb_per_reconnect_after_warmup"] = round(
+            out["rss_mb_growth"] * 1024 / after_warmup, 2
+        )
     return out
 
 
@@ -387,12 +397,8 @@ class Soak:
     skipped: list[str] = field(default_factory=list)
 
     def result(self) -> dict[str, Any]:
-        summary = summarise(self.samples, self.args.warmup * 60)
-        reconnects = sum(f.count for f in self.faults if f.name in ("broker", "network"))
-        if summary and reconnects:
-            summary["rss_growth_kb_per_reconnect_after_warmup"] = round(
-                summary["rss_mb_growth"] * 1024 / max(1, self._faults_after_warmup()), 1
-            )
+        fault_log = {f.name: f.log for f in self.faults}
+        summary = summarise(self.samples, self.args.warmup * 60, fault_log)
         return {
             "setup": {
                 "minutes_asked": self.args.minutes,
@@ -413,25 +419,23 @@ class Soak:
             "log_lines_by_level": self.log_lines,
             "exit_code": self.exit_code,
             "heap_growth_sites": self.growth_sites,
-            "fault_log": {f.name: f.log for f in self.faults},
+            "fault_log": fault_log,
             "heap": self.heap,
             "samples": self.samples,
         }
 
-    def _faults_after_warmup(self) -> int:
-        warm = self.args.warmup * 60
-        return sum(
-            1 for f in self.faults if f.name in ("broker", "network") for s, _ in f.log if s >= warm
-        )
-
     def write(self, out: Path, plot_too: bool) -> dict[str, Any]:
         result = self.result()
-        text = json.dumps(result, indent=1).replace("NaN", "null")  # strict JSON
-        (out / "soak.json").write_text(text + "\n")
+        write_json(out / "soak.json", result)
         write_markdown(out / "soak.md", result)
         if plot_too:
             plot(out / "soak.png", result)
         return result
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    text = json.dumps(result, indent=1).replace("NaN", "null")  # strict JSON
+    path.write_text(text + "\n")
 
 
 def write_markdown(path: Path, r: dict[str, Any]) -> None:
@@ -457,14 +461,20 @@ def write_markdown(path: Path, r: dict[str, Any]) -> None:
         + (f"; skipped: {', '.join(setup['faults_skipped'])}" if setup["faults_skipped"] else "")
         + ".",
         "",
-        "| measure | start | after warm-up | end | growth after warm-up |",
+        "| measure | 30 s in | after warm-up | end | growth after warm-up |",
         "|---|---:|---:|---:|---:|",
         f"| RSS (MB) | {s['rss_mb_at_start']:.1f} | {s['rss_mb_at_warmup']:.2f} | "
         f"{s['rss_mb_at_end']:.2f} | {s['rss_mb_growth']:+.2f} MB |",
-        f"| RSS less tracemalloc's own memory (MB) | | {s['rss_net_mb_at_warmup']:.2f} | "
-        f"{s['rss_net_mb_at_end']:.2f} | {s['rss_net_mb_growth']:+.2f} MB |",
-        f"| Python heap, traced (MB) | | {s['heap_mb_at_warmup']:.2f} | "
-        f"{s['heap_mb_at_end']:.2f} | {s['heap_mb_growth']:+.2f} MB |",
+        *(
+            [
+                f"| RSS less tracemalloc's own memory (MB) | | {s['rss_net_mb_at_warmup']:.2f} | "
+                f"{s['rss_net_mb_at_end']:.2f} | {s['rss_net_mb_growth']:+.2f} MB |",
+                f"| Python heap, traced (MB) | | {s['heap_mb_at_warmup']:.2f} | "
+                f"{s['heap_mb_at_end']:.2f} | {s['heap_mb_growth']:+.2f} MB |",
+            ]
+            if setup["tracemalloc"]
+            else []
+        ),
         f"| open fds (max {s['fds_max']}) | {s['fds_at_start']} | {s['fds_at_warmup']} | "
         f"{s['fds_at_end']} | {s['fds_at_end'] - s['fds_at_warmup']:+d} |",
         f"| threads (max {s['threads_max']}) | | {s['threads_at_warmup']} | "
@@ -475,7 +485,8 @@ def write_markdown(path: Path, r: dict[str, Any]) -> None:
     if "rss_growth_kb_per_reconnect_after_warmup" in s:
         lines.append(
             f"RSS growth per broker/network fault after the warm-up: "
-            f"{s['rss_growth_kb_per_reconnect_after_warmup']:+.1f} KB."
+            f"{s['rss_growth_kb_per_reconnect_after_warmup']:+.2f} KB "
+            f"({s['reconnect_faults_after_warmup']} faults)."
         )
     if d:
         lines += [
@@ -606,6 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.report_only:
         result = json.loads((args.out / "soak.json").read_text())
+        warmup = result["setup"]["warmup_minutes"] * 60
+        result["summary"] = summarise(result["samples"], warmup, result["fault_log"])
+        write_json(args.out / "soak.json", result)
         write_markdown(args.out / "soak.md", result)
         plot(args.out / "soak.png", result)
         return 0
