@@ -57,11 +57,16 @@ def test_watchdog_for_another_pid_is_not_ours(notify_socket, monkeypatch):
     assert received(notify_socket) == ["READY=1"]
 
 
-def test_no_op_outside_systemd(monkeypatch):
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+def test_no_op_outside_systemd(notify_socket, monkeypatch):
+    path = os.environ["NOTIFY_SOCKET"]
+    monkeypatch.delenv("NOTIFY_SOCKET")
     notifier = Notifier()
     assert not notifier.enabled
     notifier.ready("x")
     notifier.watchdog()
     notifier.status("y")
     notifier.stopping()
+    # The sentinel: a notifier that does know the socket. Only its message arrives.
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    Notifier().ready("sentinel")
+    assert received(notify_socket) == ["READY=1\nSTATUS=sentinel"]

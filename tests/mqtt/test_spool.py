@@ -81,12 +81,31 @@ def test_unusable_state_dir_is_one_clear_line(tmp_path):
     assert "cannot create the state directory" in str(err.value) and "a-file" in str(err.value)
 
 
+SECOND_PROCESS = """
+import sys
+from emopi.edge.errors import EmopiError
+from emopi.edge.mqtt.spool import Spool
+try:
+    Spool(sys.argv[1]).close()
+except EmopiError as exc:
+    print(exc)
+else:
+    print("opened")
+"""
+
+
 def test_a_second_process_on_the_same_spool_is_refused(tmp_path):
+    def second_process() -> str:
+        cmd = [sys.executable, "-c", SECOND_PROCESS, str(tmp_path / "s.db")]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.strip()
+
     first = Spool(tmp_path / "s.db")
+    assert "in use by another emopi process" in second_process()
     with pytest.raises(EmopiError, match="in use by another emopi process"):
-        Spool(tmp_path / "s.db")
+        Spool(tmp_path / "s.db")  # nor a second spool in this one
     first.close()
-    Spool(tmp_path / "s.db").close()  # free again
+    assert second_process() == "opened"  # free again
 
 
 def test_corrupt_spool_is_moved_aside_and_replaced(tmp_path, caplog):

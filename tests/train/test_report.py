@@ -174,6 +174,9 @@ def test_bad_input_gives_one_line(
 def test_default_model_is_the_shipped_one_or_a_clear_error(monkeypatch, tmp_path):
     import emopi.edge.models as shipped
 
+    default = load_eval_model(None)  # the shipped one, as it is in this tree
+    assert default.path == shipped.SHIPPED_MODELS["default"] and default.kind == "tflite"
+    assert default.predict(np.zeros((1, 48, 48), np.uint8)).shape == (1, 7)
     monkeypatch.setitem(shipped.SHIPPED_MODELS, "default", tmp_path / "absent.tflite")
     with pytest.raises(EmopiError, match=r"no shipped model at .*absent\.tflite; pass MODEL"):
         load_eval_model(None)
