@@ -2,7 +2,7 @@
 
 As a script it runs an :class:`MqttSink` in its own process (so tests can kill it)::
 
-    python mqtt_driver.py --port P --state-dir D --run-id R --count N [--hold | --drain]
+    python mqtt_driver.py --port P --state-dir D --run-id R --device D --count N [--hold|--drain]
 
 It prints one JSON line per milestone (``{"phase": "published", ...}``) on stdout.
 """
@@ -166,16 +166,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--state-dir", type=Path, required=True)
     p.add_argument("--run-id", default="run-a")
+    p.add_argument("--device", default=DEVICE)
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--hold", action="store_true", help="stay alive after publishing (to be killed)")
     p.add_argument("--drain", action="store_true", help="wait for an empty spool, then close")
     args = p.parse_args(argv)
-    sink = MqttSink(plain_settings(args.port, discovery=False), DEVICE, args.state_dir)
+    sink = MqttSink(plain_settings(args.port, discovery=False), args.device, args.state_dir)
     say(phase="started", **sink.counters())
     if args.drain:
         sink.wait_connected(20)
     for seq in range(1, args.count + 1):
-        sink.publish_event(make_event(seq, args.run_id))
+        sink.publish_event(make_event(seq, args.run_id, args.device))
     say(phase="published", **sink.counters())
     if args.drain:
         deadline = time.monotonic() + 20

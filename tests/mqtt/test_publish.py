@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -18,7 +19,21 @@ from mqtt_driver import DEVICE, dedup, driver_command, make_event, plain_setting
 from emopi.edge.events import EmotionEvent, FaceState, SceneState
 from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
-PREFIX = f"emopi/{DEVICE}"
+PREFIX = f"emopi/{DEVICE}"  # on a broker of the test's own (``own_mosquitto``)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """A device id of this test's own: the session broker keeps other tests' retained status
+    and state, so tests on it must not share one."""
+    return "pub-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48]
+
+
+@pytest.fixture
+def prefix(device: str) -> str:
+    return f"emopi/{device}"
+
+
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())
 
 
@@ -86,20 +101,22 @@ def test_events_arrive_with_schema_and_qos1(mosquitto, make_sink, subscribe):
     assert sink.counters()["spool_depth"] == 0
 
 
-def test_status_is_retained_online_then_offline_on_close(mosquitto, make_sink, subscribe):
-    sink = make_sink(plain_settings(mosquitto.port, discovery=False))
+def test_status_is_retained_online_then_offline_on_close(
+    mosquitto, make_sink, subscribe, device, prefix
+):
+    sink = make_sink(plain_settings(mosquitto.port, discovery=False), device)
     sink.wait_connected(10)
-    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"online"
+    assert retained(subscribe, mosquitto.port, f"{prefix}/status") == b"online"
     sink.close()
     assert not sink.connected
-    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"offline"
+    assert retained(subscribe, mosquitto.port, f"{prefix}/status") == b"offline"
 
 
-def test_state_is_retained_and_each_one_is_sent(mosquitto, make_sink, subscribe):
+def test_state_is_retained_and_each_one_is_sent(mosquitto, make_sink, subscribe, device, prefix):
     """The sink sends every state it gets: when a state is worth sending is the pipeline's call."""
-    topic = f"{PREFIX}/state"
+    topic = f"{prefix}/state"
     sub = subscribe(mosquitto.port, topic)
-    sink = make_sink(plain_settings(mosquitto.port, discovery=False))
+    sink = make_sink(plain_settings(mosquitto.port, discovery=False), device)
     sink.wait_connected(10)
     sink.publish_state(SceneState(ts=100.0, faces=(face(1, "happy"),)))
     sink.publish_state(
@@ -114,44 +131,44 @@ def test_state_is_retained_and_each_one_is_sent(mosquitto, make_sink, subscribe)
 
 
 def test_stats_add_spool_and_connection_and_keep_secrets(
-    mosquitto, make_sink, subscribe, monkeypatch, caplog
+    mosquitto, make_sink, subscribe, monkeypatch, caplog, device, prefix
 ):
     secret = "s3cret-Pa55word"
     monkeypatch.setenv("EMOPI_MQTT_PASSWORD", secret)
     caplog.set_level(logging.DEBUG)
-    sub = subscribe(mosquitto.port, f"{PREFIX}/#")
+    sub = subscribe(mosquitto.port, f"{prefix}/#")
     sink = make_sink(
-        plain_settings(mosquitto.port, discovery=False, username="emopi"), model_id="m-1"
+        plain_settings(mosquitto.port, discovery=False, username="emopi"), device, model_id="m-1"
     )
     sink.wait_connected(10)
-    sink.publish_event(make_event(1))
+    sink.publish_event(make_event(1, device_id=device))
     sub.wait_for(lambda: sink.counters()["events_published"] == 1)
     sink.publish_stats({"fps": 12.5, "stage_ms": {"detect": 8.0}, "uptime_s": 3.0})
-    stats = sub.wait_count(f"{PREFIX}/stats", 1)[0].json()
+    stats = sub.wait_count(f"{prefix}/stats", 1)[0].json()
     assert stats["fps"] == 12.5 and stats["stage_ms"] == {"detect": 8.0}
     assert stats["spool_depth"] == 0 and stats["spool_dropped"] == 0
     assert stats["events_published"] == 1 and stats["events_spooled"] == 1
     assert stats["broker_connected"] is True
     assert stats["model"] == "m-1" and stats["uptime_s"] == 3.0  # the pipeline's own wins
     sink.close()  # its last word is `offline`: everything it sent has arrived after that
-    sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"offline")
+    sub.wait_for(lambda: last_payload(sub, f"{prefix}/status") == b"offline")
     assert all(secret.encode() not in m.payload for m in sub.messages)
     assert secret not in caplog.text and secret not in repr(sink.__dict__)
 
 
-def test_lwt_marks_a_killed_publisher_offline(mosquitto, tmp_path, subscribe):
-    proc = start_driver(mosquitto.port, tmp_path, "--hold")
+def test_lwt_marks_a_killed_publisher_offline(mosquitto, tmp_path, subscribe, device, prefix):
+    proc = start_driver(mosquitto.port, tmp_path, "--hold", "--device", device)
     try:
         read_phase(proc, "published")
-        sub = subscribe(mosquitto.port, f"{PREFIX}/status")
-        sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"online")
+        sub = subscribe(mosquitto.port, f"{prefix}/status")
+        sub.wait_for(lambda: last_payload(sub, f"{prefix}/status") == b"online")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        sub.wait_for(lambda: last_payload(sub, f"{PREFIX}/status") == b"offline")
+        sub.wait_for(lambda: last_payload(sub, f"{prefix}/status") == b"offline")
     finally:
         proc.kill()
         proc.wait()
-    assert retained(subscribe, mosquitto.port, f"{PREFIX}/status") == b"offline"
+    assert retained(subscribe, mosquitto.port, f"{prefix}/status") == b"offline"
 
 
 def test_broker_outage_loses_nothing_and_keeps_order(own_mosquitto, tmp_path, make_sink, subscribe):

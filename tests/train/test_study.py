@@ -52,7 +52,6 @@ def test_depth_study_tables_in_the_research_format_and_rerun_skips_finished(
         ("recipe", 4, "cnn-depth4-bn"),
     ]
     assert table["val_images"] == 42 and table["epochs"] == 1
-    assert table["research"]["by_depth"]["5"]["accuracy"] == 0.43  # the research's table
     for r in table["results"]:
         run = out / r["setting"] / r["arch"]
         finished_metrics = json.loads((run / "metrics.json").read_text())
