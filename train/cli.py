@@ -173,8 +173,9 @@ def _card_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "card",
         help="Table and plot of the shipped models for the model card.",
-        description="Read each shipped model's parity report and write OUT/models.md (params, "
-        "mult-adds, size, val float/int8, worst class recall, ms per face) and "
+        description="Read each shipped model's parity report, time every model side by side "
+        "in one run, and write OUT/models.md (params, mult-adds, size, val float/int8, worst "
+        "class recall, ms per face) and "
         "OUT/cost-accuracy.png (accuracy against mult-adds, with the fer package's model).",
     )
     p.add_argument("--out", default="docs/model", help="output folder (default docs/model)")

@@ -26,6 +26,7 @@ def test_card_tables_and_plots_each_shipped_model(tiny_int8_model, tmp_path, mon
     rows = (tmp_path / "card" / "models.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in rows[2:]] == ["`default`", "`small`"]
     assert "| tiny |" in rows[2] and " M |" in rows[2]
+    assert all(float(row.split("|")[-2]) > 0 for row in rows[2:])  # ms per face, measured
     assert (tmp_path / "card" / "cost-accuracy.png").stat().st_size > 10_000
 
 
@@ -35,4 +36,4 @@ def test_card_needs_parity_reports(tmp_path, monkeypatch):
     lone = tmp_path / "lone.tflite"
     lone.write_bytes(b"x")
     with pytest.raises(EmopiError, match=r"lone\.tflite has no parity report lone-parity\.json"):
-        card.table({"default": lone})
+        card.table({"default": lone}, {"default": 1.0})
