@@ -221,7 +221,7 @@ def test_playbook_installs_checks_stops_on_failure_and_upgrades(rollout, wheel, 
     starts = {host.name: host.starts() for host in (pi1, pi2)}
     check = rollout.play(v2, "--check", "--diff", "--limit", "pi-1")
     assert check.returncode == 0, failed(check)
-    stage = check.stdout.split("TASK [emopi : Stage them on the host]")[1].split("TASK [")[0]
+    stage = check.stdout.split("TASK [emopi : Stage the wheel]")[1].split("TASK [")[0]
     assert stage.strip() == "changed: [pi-1]", failed(check)
     assert pi1.stamp() == sha256(wheel) and pi1.starts() == starts["pi-1"]
 

@@ -33,18 +33,18 @@ from emopi.edge.mqtt.sink import MqttSink
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="needs mosquitto")
 
 
-def site_settings(port: int, tmp: Path, site: str = SITE, **kw: object) -> MqttSettings:
+def site_settings(port: int, tmp: Path) -> MqttSettings:
+    """A device of site ``SITE`` logging in to the site broker with a password file."""
     secret = tmp / "device.pass"
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o600)
     return MqttSettings(
         host="127.0.0.1",
         port=port,
-        site=site,
+        site=SITE,
         username=DEVICE_USER,
         password_file=str(secret),
         keepalive=5,
-        **kw,  # type: ignore[arg-type]
     )
 
 
