@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-log = logging.getLogger("emopi.edge.mqtt.sink")
+log = logging.getLogger("emopi.edge.mqtt.sink")  # the sink's lines, under the sink's name
 
 SUMMARY_EVERY_S = 300.0
 
@@ -117,15 +117,15 @@ class OutageLog:
 
     def tick(self, spooled: int) -> None:
         """A summary line when one is due; called on every failure and periodically."""
-        now = self.clock()
-        if self.down_since is None or now < self._next_summary:
+        now, down_since = self.clock(), self.down_since  # read once: paho's thread may reset it
+        if down_since is None or now < self._next_summary:
             return
         self._next_summary = now + self.summary_every
         log.log(
             logging.ERROR if self._needs_person else logging.WARNING,
             "%s unreachable for %s (%s); %s spooled",
             self.where,
-            human_duration(now - self.down_since),
+            human_duration(now - down_since),
             self._reason,
             plural(spooled, "event"),
         )
