@@ -57,10 +57,7 @@ def version_of(prefix: Path) -> str:
     return out.stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory, wheel) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    """One offline prefix install of the real wheel, shared by the read-only tests."""
-    tmp = tmp_path_factory.mktemp("installed")
+def fresh_install(tmp: Path, wheel: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:
     os_release = tmp / "os-release"
     os_release.write_text('PRETTY_NAME="Debian 12"\nID=debian\nVERSION_CODENAME=bookworm\n')
     config = tmp / "my.toml"
@@ -69,6 +66,20 @@ def installed(tmp_path_factory, wheel) -> tuple[Path, Path, subprocess.Completed
     result = install(prefix, wheel, os_release, "--config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     return prefix, config, result
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory, wheel) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """One offline prefix install of the real wheel, shared by the tests that only read it."""
+    return fresh_install(tmp_path_factory.mktemp("installed"), wheel)
+
+
+@pytest.fixture
+def own_install(tmp_path, wheel) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """An install of its own for a test that changes it (any order, any -k selection)."""
+    d = tmp_path / "own"
+    d.mkdir()
+    return fresh_install(d, wheel)
 
 
 def test_dry_run_prints_every_step_and_changes_nothing(tmp_path, wheel, os_release):
@@ -140,8 +151,8 @@ def test_second_run_changes_nothing(installed, wheel):
     assert snapshot(prefix) == before
 
 
-def test_existing_config_is_never_overwritten(installed, wheel, tmp_path):
-    prefix, config, _ = installed
+def test_existing_config_is_never_overwritten(own_install, wheel, tmp_path):
+    prefix, config, _ = own_install
     conf = prefix / "etc/emopi/emopi.toml"
     edited = conf.read_text() + "# edited on the Pi\n"
     conf.write_text(edited)
@@ -157,8 +168,8 @@ def test_existing_config_is_never_overwritten(installed, wheel, tmp_path):
     assert result.returncode == 0 and conf.read_text() == edited
 
 
-def test_force_config_replaces_and_keeps_a_backup(installed, wheel, tmp_path):
-    prefix, config, _ = installed
+def test_force_config_replaces_and_keeps_a_backup(own_install, wheel, tmp_path):
+    prefix, config, _ = own_install
     conf = prefix / "etc/emopi/emopi.toml"
     old = conf.read_text()
     new = tmp_path / "new.toml"
@@ -170,8 +181,8 @@ def test_force_config_replaces_and_keeps_a_backup(installed, wheel, tmp_path):
     assert (prefix / "etc/emopi/emopi.toml.bak").read_text() == old
 
 
-def test_new_build_of_the_same_version_is_reinstalled(installed, wheel, tmp_path):
-    prefix, config, _ = installed
+def test_new_build_of_the_same_version_is_reinstalled(own_install, wheel, tmp_path):
+    prefix, config, _ = own_install
     rebuilt = tmp_path / wheel.name  # same version, other bytes: a re-deploy of a work tree
     rebuilt.write_bytes(wheel.read_bytes())
     with zipfile.ZipFile(rebuilt, "a") as zf:
@@ -182,8 +193,8 @@ def test_new_build_of_the_same_version_is_reinstalled(installed, wheel, tmp_path
     assert version_of(prefix).startswith("emopi ")
 
 
-def test_model_is_installed_with_a_drop_in(installed, wheel, tmp_path):
-    prefix, config, _ = installed
+def test_model_is_installed_with_a_drop_in(own_install, wheel, tmp_path):
+    prefix, config, _ = own_install
     model = tmp_path / "mine.tflite"
     model.write_bytes(b"TFL3 not a real model: install.sh only copies it")
     model.with_suffix(".json").write_text("{}")
@@ -234,9 +245,13 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path, os_release, args, m
     assert not prefix.exists()
 
 
-def test_uninstall_keeps_config_and_state(installed):
-    """Last in this module: it removes the shared install."""
-    prefix, _, _ = installed
+def test_uninstall_keeps_config_and_state(own_install, wheel, tmp_path):
+    prefix, installed_config, _ = own_install
+    model = tmp_path / "mine.tflite"
+    model.write_bytes(b"TFL3 not a real model: install.sh only copies it")
+    model.with_suffix(".json").write_text("{}")
+    os_release = installed_config.parent / "os-release"
+    assert install(prefix, wheel, os_release, "--model", str(model)).returncode == 0
     config = (prefix / "etc/emopi/emopi.toml").read_text()
     spool = prefix / "var/lib/emopi/spool.db"
     spool.parent.mkdir(parents=True)

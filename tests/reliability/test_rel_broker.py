@@ -6,7 +6,6 @@ QoS-1 duplicates by ``(run_id, seq)``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from mqtt_driver import dedup
@@ -139,7 +138,8 @@ def test_spooled_events_of_a_stopped_run_go_first_at_the_next_start(
     second = run_blink(config, blink)
     try:
         more_events(second, 4)
-        time.sleep(0.5)
+        # the backlog of the first run went out before the second run's own events
+        sub.wait_for(lambda: len(dedup(sub.on(TOPIC))) > len(first.events()), timeout=30)
     finally:
         assert second.stop() == 0, second.stderr()
     sent = keys(first.events()) + keys(second.events())
