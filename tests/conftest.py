@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -41,12 +42,31 @@ def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+def copy_source(dst: Path) -> Path:
+    """The checkout's files (tracked and new, not git-ignored) copied into ``dst``."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in filter(None, listing.stdout.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():  # a tracked file deleted in the work tree is not built
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / name)
+    return dst
+
+
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The emopi wheel built from this checkout, once per session (deploy and fleet tests)."""
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: an in-tree build writes build/ and *.egg-info, which two test runs
+    # at once (or a developer's own build) would fight over.
+    source = copy_source(tmp_path_factory.mktemp("source"))
     subprocess.run(
-        [*PIP_WHEEL, "-w", str(out), str(ROOT)],
+        [*PIP_WHEEL, "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,

@@ -7,31 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 from helpers import ROOT
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (whl,) = out.glob("emopi-*.whl")
-    return whl
 
 
 def test_wheel_has_one_import_root(wheel):
