@@ -63,7 +63,7 @@ class StepResult:
 def run_scan(detector: Detector, job: ScanJob) -> ScanResult:
     t = time.perf_counter()
     if job.near:
-        boxes = detector.detect_near(job.gray, list(job.near))
+        boxes = detector.detect_near(job.gray, list(job.near), job.small)
     else:
         boxes = detector.detect(job.gray, job.small)
     return ScanResult(job, boxes, time.perf_counter() - t)

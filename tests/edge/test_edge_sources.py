@@ -348,3 +348,15 @@ def test_demo_source_animates_a_face_haar_finds():
     assert all(len(boxes) == 1 for boxes in found)  # one face, no false positives
     centres = [(b[0][0] + b[0][2] / 2) for b in found if b]
     assert max(centres) - min(centres) > 40  # it moves
+
+
+def test_near_scans_of_many_faces_become_one_full_scan():
+    """Regions around four tracked faces hold more pixels than the downscaled frame."""
+    with DemoSource(realtime=False, size=(640, 480)) as demo:
+        gray = next(iter(demo)).gray
+    detector = HaarDetector(DetectSettings())
+    (face,) = detector.detect(gray)
+    near = detector.detect_near(gray, [face])
+    assert len(near) == 1 and near != [face]  # a region around the face, scanned at 56 px
+    crowd = [face, (0.0, 0.0, 80.0, 80.0), (560.0, 0.0, 80.0, 80.0), (0.0, 400.0, 80.0, 80.0)]
+    assert detector.detect_near(gray, crowd) == [face]  # the full scan's own box
