@@ -34,7 +34,7 @@ def demo_clip(path: Path, frames: int = 360, size: tuple[int, int] = (512, 512))
     """Some video with a face, made from the bundled demo portrait (no data needed).
 
     The portrait drifts and zooms like a hand-held camera (``DemoSource``). Frames 120-239
-    show it with the lower half of the face stretched from its upper part (the smile gone):
+    show it with the lower half of the face replaced (see :func:`straighten`; the smile gone):
     the shipped model reads that as another emotion, so the clip has an ``update``; the same
     face stays in view throughout, one track from the first frame to the last.
     """
@@ -53,8 +53,9 @@ def demo_clip(path: Path, frames: int = 360, size: tuple[int, int] = (512, 512))
 
 
 def straighten(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """``image`` (the demo portrait) with the lower half of its one face replaced by a
-    stretch of the quarter above it: no smile. Also the face's Haar box."""
+    """``image`` (the demo portrait) with the lower half of its one face replaced by the top
+    half of that lower half (nose and upper lip) stretched down: no smile. Also the face's
+    Haar box."""
     from emopi.edge.vision.detect import HaarDetector
 
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
