@@ -2,11 +2,12 @@
 
 One frame loop (live sources add a grabber thread that only reads the camera). Detection
 passes run every ``[detect] every`` frames in a worker thread
-(:mod:`~emopi.edge.vision.detect_stage`): the loop hands over the newest frame and never waits
-for a scan; the boxes reach the tracker when they are ready. In between the tracker keeps the
-boxes, and the classifier re-reads a face when it is new, moved or has not been read for
-``[classify] every`` frames (:mod:`~emopi.edge.vision.classify_plan`). Each frame's stage
-timings go to the :class:`~emopi.edge.events.FrameObserver` objects and into a
+(:mod:`~emopi.edge.vision.detect_stage`): the loop hands over the newest frame and goes on;
+the boxes reach the tracker when they are ready (the loop waits only for a scan
+``[detect] max_lag`` frames old, which files processed flat out reach). In between the
+tracker keeps the boxes, and the classifier re-reads a face when it is new, moved or has not
+been read for ``[classify] every`` frames (:mod:`~emopi.edge.vision.classify_plan`). Each
+frame's stage timings go to the :class:`~emopi.edge.events.FrameObserver` objects and into a
 rolling window from which the periodic stats report p50/p95 per stage.
 
 Output is typed: :class:`~emopi.edge.events.EmotionEvent` (``new`` when a track is confirmed
