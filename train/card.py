@@ -86,7 +86,13 @@ def plot(models: dict[str, Path], path: Path, extra: list[Point]) -> None:
         ax.scatter([x], [y], s=70, facecolors="none", edgecolors="tab:red", zorder=3)
         label = f"{point.name} ({point.note})" if point.note else point.name
         ax.annotate(label, (x, y), xytext=(6, -14), textcoords="offset points")
+    from matplotlib.ticker import ScalarFormatter
+
     ax.set_xscale("log")
+    ax.set_xlim(5, 200)
+    ax.set_xticks([5, 10, 20, 50, 100, 200])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.margins(y=0.15)
     ax.set_xlabel("mult-adds per face (millions, log scale)")
     ax.set_ylabel("FER-2013 accuracy (%)")
     ax.set_title("Accuracy against cost per face")
