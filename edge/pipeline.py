@@ -209,7 +209,8 @@ class Pipeline:
         chosen = self.plan.choose(fresh, n) if fresh else []
         if chosen:
             t = perf()
-            probs = self.classifier.classify(gray, [to_pixels(tr.box) for tr in chosen])
+            pixels = gray if step.scanned is None else step.scanned  # where the boxes are from
+            probs = self.classifier.classify(pixels, [to_pixels(tr.box) for tr in chosen])
             t2 = perf()
             for track, p in zip(chosen, probs, strict=True):
                 change = self.smoother.update(track.id, p, frame.mono)

@@ -58,6 +58,9 @@ class StepResult:
     update: TrackUpdate = field(default_factory=TrackUpdate)
     scan_s: float | None = None  # the scan whose boxes were applied this frame
     track_s: float = 0.0  # tracker update and expiry
+    # the frame those boxes were found in: faces whose boxes just arrived are read from it,
+    # so box and pixels belong together (None: no scan's boxes arrived this frame)
+    scanned: np.ndarray | None = None
 
 
 def run_scan(detector: Detector, job: ScanJob) -> ScanResult:
@@ -95,11 +98,11 @@ def apply(tracker: Tracker, result: ScanResult | None, mono: float | None) -> St
     """Hand a scan's boxes to the tracker at the scanned frame's time, which also ends the
     tracks not seen for the timeout by then; without a scan, expire at ``mono`` if given."""
     t = time.perf_counter()
-    if result is not None:
-        update = tracker.update(result.boxes, result.job.mono)
-    else:
+    if result is None:
         update = TrackUpdate(ended=tracker.expire(mono) if mono is not None else [])
-    return StepResult(update, result.seconds if result else None, time.perf_counter() - t)
+        return StepResult(update, None, time.perf_counter() - t)
+    update = tracker.update(result.boxes, result.job.mono)
+    return StepResult(update, result.seconds, time.perf_counter() - t, result.job.gray)
 
 
 class InlineDetection:
