@@ -68,7 +68,7 @@ class TlsSettings:
 class MqttSettings:
     host: str = ""
     port: int = setting(1883, 1, 65535)
-    client_id: str = ""  # "" = "emopi-<device_id>"
+    client_id: str = ""  # "" = "emopi-<device_id>", or "emopi-<site>-<device_id>"
     username: str = ""
     password_file: str = ""
     tls: TlsSettings = field(default_factory=TlsSettings)
@@ -110,6 +110,16 @@ class MqttSettings:
         if self.topic_prefix:
             return self.topic_prefix.rstrip("/")
         return f"emopi/{self.site}/{device_id}" if self.site else f"emopi/{device_id}"
+
+    def client_id_for(self, device_id: str) -> str:
+        """``client_id``, or one per device and site.
+
+        The broker allows one session per client id: the same device name at two sites must
+        not take over the other's session (and fire its Last Will).
+        """
+        if self.client_id:
+            return self.client_id
+        return f"emopi-{self.site}-{device_id}" if self.site else f"emopi-{device_id}"
 
     def password(self) -> str | None:
         """The password from ``$EMOPI_MQTT_PASSWORD`` or the first line of ``password_file``."""

@@ -82,7 +82,7 @@ class MqttSink:
         prefix = settings.prefix(device_id)
         self.topics = {name: f"{prefix}/{name}" for name in ("status", "event", "state", "stats")}
         # The client first: a certificate error must not leave the spool open (and locked).
-        self._client = make_client(settings, settings.client_id or f"emopi-{device_id}")
+        self._client = make_client(settings, settings.client_id_for(device_id))
         self._spool = Spool(
             Path(state_dir) / SPOOL_FILE,
             settings.spool_max_events,

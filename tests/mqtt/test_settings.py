@@ -97,3 +97,11 @@ def test_password_from_env_or_file_and_never_in_repr(tmp_path, monkeypatch):
     secret.write_text("")
     with pytest.raises(EmopiError, match="cannot be read \\(it is empty\\)"):
         s.password()
+
+
+def test_the_same_device_name_at_two_sites_gets_two_client_ids():
+    hall, lobby = (MqttSettings(site=site) for site in ("hall", "lobby"))
+    assert hall.client_id_for("kiosk-1") == "emopi-hall-kiosk-1"
+    assert lobby.client_id_for("kiosk-1") == "emopi-lobby-kiosk-1"
+    assert MqttSettings().client_id_for("kiosk-1") == "emopi-kiosk-1"
+    assert MqttSettings(client_id="fixed", site="hall").client_id_for("kiosk-1") == "fixed"
