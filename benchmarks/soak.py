@@ -521,28 +521,29 @@ def plot(path: Path, r: dict[str, Any]) -> bool:
     if len(samples) < 2:
         return False
     t = [s["t"] / 60 for s in samples]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
+    traced = r["setup"]["tracemalloc"]
+    fig, axes = plt.subplots(4 if traced else 3, 1, figsize=(9, 9 if traced else 7), sharex=True)
     ax = axes[0]
     ax.plot(t, [s["rss_mb"] for s in samples], color="tab:blue", label="RSS")
-    ax.plot(t, [s.get("rss_net_mb", s["rss_mb"]) for s in samples], color="tab:cyan",
-            label="RSS less tracemalloc")  # fmt: skip
+    if traced:
+        ax.plot(t, [s.get("rss_net_mb", s["rss_mb"]) for s in samples], color="tab:cyan",
+                label="RSS less tracemalloc")  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_ylabel("RSS (MB)")
     steady = [s["rss_mb"] for s in samples if s["t"] >= 60]
     if steady:  # zoom on the part that matters, not on the start-up ramp
         ax.set_ylim(min(steady) - LIMIT_MB, max(steady) + LIMIT_MB)
-    ax.legend(loc="lower right", fontsize=8)
     ax.set_title("emopi run through faults: memory, fds, threads, spool, events")
-    ax = axes[1]
-    heap = [s for s in samples if "heap_mb" in s]
-    if heap:
-        ax.plot([s["t"] / 60 for s in heap], [s["heap_mb"] for s in heap], color="tab:purple")
-    ax.set_ylabel("Python heap (MB)")
-    ax = axes[2]
+    if traced:
+        heap = [s for s in samples if "heap_mb" in s]
+        axes[1].plot([s["t"] / 60 for s in heap], [s["heap_mb"] for s in heap], color="tab:purple")
+        axes[1].set_ylabel("Python heap (MB)")
+    ax = axes[-2]
     ax.plot(t, [s["fds"] for s in samples], color="tab:orange", label="open fds")
     ax.plot(t, [s["threads"] for s in samples], color="tab:green", label="threads")
     ax.set_ylabel("count")
     ax.legend(loc="upper right", fontsize=8)
-    ax = axes[3]
+    ax = axes[-1]
     ax.plot(t, [s.get("spool_depth", 0) for s in samples], color="tab:red", label="spool depth")
     ax.plot(t, [s.get("emitted", 0) for s in samples], color="black", label="emitted")
     ax.plot(t, [s.get("received", 0) for s in samples], color="tab:gray", linestyle="--",
