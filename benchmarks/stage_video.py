@@ -14,35 +14,15 @@ which emopi's detector works at. Deterministic: the same input gives the same fr
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+from compare_fer import VIDEO, decode  # benchmarks/ is on sys.path when run as a script
 
-ROOT = Path(__file__).resolve().parents[1]
-VIDEO = (
-    Path(os.environ.get("EMOPI_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    / "video"
-    / "liveportrait_d3.mp4"
-)
 SIZE = (640, 360)
 #: (tile width, x, y, frame offset) of each face tile.
 TILES = ((80, 40, 150, 0), (100, 170, 60, 90), (130, 320, 170, 180), (160, 460, 30, 270))
-
-
-def read_all(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"stage_video: cannot read {path}")
-    return frames
 
 
 def compose(frames: list[np.ndarray], i: int) -> np.ndarray:
@@ -63,7 +43,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--frames", type=int, help="first N frames (default: all)")
     args = parser.parse_args()
-    frames = read_all(Path(args.video))
+    frames = list(decode(Path(args.video), None))
     count = min(args.frames or len(frames), len(frames))
     writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE)
     if not writer.isOpened():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+from emopi.edge.config import Config
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
@@ -81,3 +84,12 @@ def demo_faces_gray() -> tuple[np.ndarray, np.ndarray]:
     m = w // 8
     crop = (slice(max(y - m, 0), y + h + m), slice(max(x - m, 0), x + w + m))
     return gray[crop], straight[crop]
+
+
+def config(model: Path, **detect: Any) -> Config:
+    """A test pipeline config on ``model`` with ``[detect]`` settings overridden."""
+    cfg = Config(device_id="test-pi")
+    cfg.classify.model = str(model)
+    for key, value in detect.items():
+        setattr(cfg.detect, key, value)
+    return cfg

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from edgekit import config
 
 from emopi.edge.config import Config, DetectSettings, SourceSettings
 from emopi.edge.events import EmotionEvent
@@ -45,14 +46,6 @@ def events_of(cfg: Config, video: Path, frames: int, **kwargs: Any) -> list[tupl
         sink.pipeline = pipeline
         pipeline.run()
     return sink.events
-
-
-def config(model: Path, **detect: Any) -> Config:
-    cfg = Config(device_id="test-pi")
-    cfg.classify.model = str(model)
-    for key, value in detect.items():
-        setattr(cfg.detect, key, value)
-    return cfg
 
 
 def test_threaded_detection_gives_the_events_of_inline_detection(model, video):

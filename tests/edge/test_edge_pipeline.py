@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from edgekit import demo_faces_gray, noise_frames
+from edgekit import config, demo_faces_gray, noise_frames
 from helpers import SHARED_DATA
 
 from emopi.edge.config import Config, SourceSettings
@@ -50,14 +50,6 @@ class Timings:
 
     def on_frame(self, timings: dict[str, float], faces: int) -> None:
         self.frames.append((dict(timings), faces))
-
-
-def config(model: Path, **detect: Any) -> Config:
-    cfg = Config(device_id="test-pi")
-    cfg.classify.model = str(model)
-    for key, value in detect.items():
-        setattr(cfg.detect, key, value)
-    return cfg
 
 
 def run(cfg: Config, source, **kwargs) -> tuple[ListSink, dict[str, Any]]:

@@ -80,18 +80,13 @@ def open_stream(port: int, path: str, rcvbuf: int | None = None) -> socket.socke
     return sock
 
 
-class Reader:
-    """Buffered reads from a raw socket: lines and exact byte counts."""
+class Buffered:
+    """Lines and exact byte counts from a byte source that ``_fill`` appends to ``buf``."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
+    buf = b""
 
     def _fill(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("server closed the stream")
-        self.buf += chunk
+        raise NotImplementedError
 
     def line(self) -> bytes:
         while b"\n" not in self.buf:
@@ -104,6 +99,20 @@ class Reader:
             self._fill()
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
+
+
+class Reader(Buffered):
+    """Buffered reads from a raw socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the stream")
+        self.buf += chunk
 
     def headers(self) -> dict[str, str]:
         """The header block up to the blank line (status line included as ``:status``)."""
@@ -124,7 +133,7 @@ def _unchunk(reader: Reader) -> Iterator[bytes]:
         reader.line()
 
 
-class ChunkedBody:
+class ChunkedBody(Buffered):
     """A streaming (chunked) response body read as lines or exact sizes."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -135,18 +144,6 @@ class ChunkedBody:
 
     def _fill(self) -> None:
         self.buf += next(self._chunks)
-
-    def line(self) -> bytes:
-        while b"\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r")
-
-    def exactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
 
 
 def sse_events(body: ChunkedBody) -> Iterator[tuple[str, str]]:
