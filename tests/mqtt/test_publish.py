@@ -283,7 +283,8 @@ def test_events_spooled_for_one_broker_are_never_sent_to_another(
     second.publish_event(make_event(1, run_id="run-b"))
     other.wait_for(lambda: second.counters()["spool_depth"] == 0)
     second.publish_event(make_event(2, run_id="run-b"))
-    other.wait_for(lambda: second.counters()["events_published"] == 2)
+    other.wait_for(lambda: second.counters()["events_published"] == 2)  # both acknowledged
+    other.wait_for(lambda: len(dedup(other.on(f"{PREFIX}/event"))) >= 2)  # and delivered
     assert dedup(other.on(f"{PREFIX}/event")) == [("run-b", 1), ("run-b", 2)]
     assert second.counters()["spool_held"] == 3
     second.close(timeout=1)
