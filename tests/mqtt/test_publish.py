@@ -106,6 +106,9 @@ def test_status_is_retained_online_then_offline_on_close(
 ):
     sink = make_sink(plain_settings(mosquitto.port, discovery=False), device)
     sink.wait_connected(10)
+    # once one subscriber has the `online` (live or retained), the broker holds it retained
+    first = subscribe(mosquitto.port, f"{prefix}/status")
+    first.wait_for(lambda: last_payload(first, f"{prefix}/status") == b"online")
     assert retained(subscribe, mosquitto.port, f"{prefix}/status") == b"online"
     sink.close()
     assert not sink.connected
