@@ -60,7 +60,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "reliability")]
 
 from helpers import Mosquitto, mosquitto_binary  # noqa: E402
 from mqtt_driver import Subscriber  # noqa: E402
-from relkit import FAKECAM, Proxy, write_config  # noqa: E402
+from relkit import FAKECAM, Proxy, fill, write_config  # noqa: E402
 
 from emopi.edge.mqtt.broker import free_port  # noqa: E402
 
@@ -119,17 +119,6 @@ class Fault:
             self.end(self.count - 1)
             self.log[-1] = (self.log[-1][0], round(now, 1))
             self.until = None
-
-
-def fill(folder: Path) -> None:
-    """Take every free byte of ``folder``'s file system (as the disk tests do)."""
-    with open(folder / "filler", "wb", buffering=0) as fh:
-        for size in (65536, 4096, 1):
-            try:
-                while fh.write(b"\0" * size):
-                    pass
-            except OSError:
-                continue
 
 
 @contextlib.contextmanager

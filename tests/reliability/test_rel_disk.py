@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 from mqtt_driver import DEVICE, dedup, driver_command
+from relkit import fill
 
 from emopi.edge.mqtt.spool import SPOOL_FILE, Spool
 
@@ -39,17 +40,6 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield mount
     for point in mounted:
         subprocess.run(["umount", "-l", str(point)], check=False)
-
-
-def fill(folder: Path) -> None:
-    """Take every free byte of ``folder``'s file system."""
-    with open(folder / "filler", "wb", buffering=0) as fh:
-        for size in (65536, 4096, 1):
-            try:
-                while fh.write(b"\0" * size):
-                    pass
-            except OSError:
-                continue
 
 
 def test_disk_fills_up_during_an_outage(own_mosquitto, tmpfs, subscribe):
