@@ -6,35 +6,19 @@ script; here the emopi side runs the real pipeline on frames of the bundled demo
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from benchkit import demo_frames, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def compare_fer():
-    spec = importlib.util.spec_from_file_location(
-        "compare_fer", ROOT / "benchmarks" / "compare_fer.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_fer")
 
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    from emopi.edge.vision.sources import DemoSource
-
-    demo = DemoSource(size=(320, 240), realtime=False, frames=12)
-    demo.open()
-    try:
-        return np.stack([demo.render(i) for i in range(12)])
-    finally:
-        demo.close()
+    return demo_frames(12)
 
 
 def test_emopi_side_runs_the_real_pipeline_on_the_frames(compare_fer, frames):

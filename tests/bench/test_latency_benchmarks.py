@@ -7,35 +7,17 @@ how fast anything is, is not asserted.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchkit import demo_frames, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    from emopi.edge.vision.sources import DemoSource
-
-    demo = DemoSource(size=(320, 240), realtime=False, frames=24)
-    demo.open()
-    try:
-        return np.stack([demo.render(i) for i in range(24)])
-    finally:
-        demo.close()
+    return demo_frames(24)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +31,7 @@ def clip(frames: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_before_after_measures_every_side_flat_out_and_paced(clip):
-    before_after = load("before_after")
+    before_after = load_benchmark("before_after")
     args = argparse.Namespace(frames=None, warmup=4, rounds=1, paced_rounds=1, model=None)
     video = before_after.compare_video(clip, args)
     sides = video["sides"]
@@ -85,7 +67,7 @@ def test_classify_every_compares_with_every_face_on_every_frame(frames):
     from emopi.edge.model_files import resolve_model
     from emopi.edge.vision.classify import TFLiteClassifier
 
-    classify_every = load("classify_every")
+    classify_every = load_benchmark("classify_every")
     clf = TFLiteClassifier(resolve_model(""))
     ref = classify_every.run(frames, clf, 1, 0.0)
     same = classify_every.differences(ref, ref)
@@ -96,7 +78,7 @@ def test_classify_every_compares_with_every_face_on_every_frame(frames):
 
 
 def test_haar_sweep_counts_faces_and_cpu_time(frames):
-    haar_sweep = load("haar_sweep")
+    haar_sweep = load_benchmark("haar_sweep")
     gray = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames[:3]]
     row = haar_sweep.measure(gray, 256, 1.1, 0.07)
     assert row["min_size_px"] == 18 and row["cpu_ms_mean"] > 0
