@@ -34,6 +34,7 @@ class StreamWatcher:
         self._sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self._sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         self._stop = threading.Event()
+        self._got_one = threading.Event()
         self._thread = threading.Thread(target=self._read, name="bench-viewer", daemon=True)
         self._thread.start()
 
@@ -49,7 +50,14 @@ class StreamWatcher:
             self.bytes += len(chunk)
             data = tail + chunk
             self.frames += data.count(self.marker)
+            if self.frames:
+                self._got_one.set()
             tail = data[-(len(self.marker) - 1) :]
+
+    def wait_for_first(self, timeout: float = 10.0) -> None:
+        """A short run can end before the server thread has encoded its first JPEG (frames
+        are encoded on the client's side, at its own pace): give it time to deliver one."""
+        self._got_one.wait(timeout)
 
     def close(self) -> None:
         self._stop.set()

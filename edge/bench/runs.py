@@ -203,6 +203,8 @@ def run_pipeline(plan: RunPlan, broker: Broker) -> dict[str, Any]:
             stats = pipeline.run()
         finally:
             bar.close()
+        if watcher is not None:
+            watcher.wait_for_first()
         if recorder.measured == 0:
             raise EmopiError(
                 f"source {raw.name} gave {recorder.seen} frame(s), no more than the warm-up "
