@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -240,9 +241,11 @@ def save_npz(path: str | Path, splits: dict[str, Faces]) -> Path:
         arrays[f"{split}_skipped"] = np.array(faces.skipped)
         if faces.names is not None:
             arrays[f"{split}_names"] = faces.names
-    tmp = path.with_suffix(".tmp.npz")
+    # One temporary name per process: two runs started together build the same cache, and
+    # the rename is atomic, so an interrupted write never leaves a half cache either.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: an interrupted write never leaves a half cache
+    tmp.replace(path)
     return path
 
 
