@@ -28,6 +28,14 @@ EDGE_COMMANDS: tuple[str, ...] = (
     "emopi.edge.cli.doctor",
 )
 
+#: Top-level modules of each extra, for one clear line when an extra is not installed.
+EDGE_MODULES = ("numpy", "cv2", "ai_edge_litert", "paho", "amqtt", "sdnotify", "aiohttp")
+TRAIN_MODULES = ("tensorflow", "keras", "matplotlib", "sklearn")
+EXTRA_OF = {
+    **dict.fromkeys((*EDGE_MODULES, "prometheus_client"), "edge"),
+    **dict.fromkeys(TRAIN_MODULES, "train"),
+}
+
 
 def _plugin_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     found = []
@@ -76,13 +84,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # last resort: one line, the traceback only with --debug
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        extra = EXTRA_OF.get(top)
+        if extra is None:
+            return _internal(args.command, exc, debug)
         _report(
-            f"emopi {args.command}: internal error: {type(exc).__name__}: {exc}"
-            + ("" if debug else " (rerun with --debug for the traceback)"),
+            f"emopi {args.command}: error: {top} is not installed; "
+            f"pip install 'emopi[{extra}]'",
             debug,
         )
         return 1
+    except Exception as exc:  # last resort: one line, the traceback only with --debug
+        return _internal(args.command, exc, debug)
+
+
+def _internal(command: str, exc: Exception, debug: bool) -> int:
+    _report(
+        f"emopi {command}: internal error: {type(exc).__name__}: {exc}"
+        + ("" if debug else " (rerun with --debug for the traceback)"),
+        debug,
+    )
+    return 1
 
 
 def _report(line: str, debug: bool) -> None:

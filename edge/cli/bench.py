@@ -114,19 +114,7 @@ def check_source(cfg: Config) -> None:
         raise EmopiError(f"{exc}, or --source synthetic to time the model alone") from None
 
 
-def require_edge() -> None:
-    """One clear line on a machine without the ``edge`` extra."""
-    for module in ("numpy", "cv2", "ai_edge_litert"):
-        try:
-            __import__(module)
-        except ImportError as exc:
-            raise EmopiError(
-                f"emopi bench needs the edge extra ({module}: {exc}); pip install 'emopi[edge]'"
-            ) from None
-
-
 def bench(args: argparse.Namespace) -> int:
-    require_edge()
     if args.frames < 1 or args.warmup < 0:
         raise EmopiError("--frames must be >= 1 and --warmup >= 0")
     args.source = args.source.strip() if args.source else args.source

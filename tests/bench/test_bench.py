@@ -276,18 +276,3 @@ def test_recorder_skips_warmup_and_times_live_frames_from_capture():
     assert result["invoke_per_face_ms"]["p50"] == pytest.approx(2.0)
     assert result["capacity_fps"] == pytest.approx(100.0)  # 1 / (40 ms - 30 ms waiting)
     assert result["stage_ms"]["detect"] == {"n": 0}
-
-
-def test_without_the_edge_extra_is_one_clear_line(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_cv2(name, *args, **kwargs):
-        if name == "cv2":
-            raise ImportError("No module named 'cv2'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_cv2)
-    with pytest.raises(EmopiError, match=r"edge extra \(cv2.*pip install 'emopi\[edge\]'"):
-        bench_cli.require_edge()
