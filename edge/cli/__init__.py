@@ -90,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra is None:
             return _internal(args.command, exc, debug)
         _report(
-            f"emopi {args.command}: error: {top} is not installed; "
-            f"pip install 'emopi[{extra}]'",
+            f"emopi {args.command}: error: {top} is not installed; pip install 'emopi[{extra}]'",
             debug,
         )
         return 1
