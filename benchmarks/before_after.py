@@ -4,8 +4,9 @@
     python benchmarks/before_after.py [VIDEO ...] [--rounds R] [--frames N] [--out DIR]
 
 Every side runs the real pipeline (``build_pipeline``) over the same decoded frames held in
-memory (as ``compare_fer.py`` does: decoding is not timed, each frame is converted to gray as a
-camera source does), with events going to a null sink. The sides:
+memory (decoding is not timed, each frame is converted to gray as a camera source does), with
+events going to a counting null sink. The sides are ``compare_fer.py``'s emopi sides (that
+file owns them, and puts the `fer` package next to them in the same rounds):
 
 * ``before``: the settings before issue 16: Haar scans in the frame loop at 320 px, scale
   factor 1.1, 30 px minimum face; every tracked face classified on every frame; 1 thread;
@@ -37,185 +38,39 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from compare_fer import ArraySource, decode  # noqa: E402
+from compare_fer import EmopiSide, alternate, decode, ratio, side_summary  # noqa: E402
 from stage_video import VIDEO  # noqa: E402
 
-
-def before(cfg: Any) -> None:
-    """The settings emopi had before issue 16."""
-    cfg.detect.threaded = False
-    cfg.detect.width, cfg.detect.scale_factor, cfg.detect.min_size = 320, 1.1, 30
-    cfg.classify.every = 1
-
-
-SIDES = {"before": (before, 1), "after": (None, 1), "after, 2 threads": (None, 2)}
-
-
-class PacedSource(ArraySource):
-    """The frames at ``fps``, as a camera delivers them; remembers when each was due."""
-
-    due = 0.0
-
-    def __iter__(self):
-        import cv2
-
-        from emopi.edge.vision.sources import Frame
-
-        base = time.monotonic() + 0.05
-        for n, i in enumerate(range(self.start, self.start + self.count)):
-            self.due = base + n / self.fps
-            delay = self.due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            gray = cv2.cvtColor(self.frames[i], cv2.COLOR_BGR2GRAY)
-            yield Frame(time.time(), self.due, gray, n)
-
-
-class Observer:
-    def __init__(self, paced: PacedSource | None = None) -> None:
-        self.paced = paced
-        self.latency: list[float] = []
-        self.faces: list[int] = []
-        self.classified = 0
-        self.events = 0
-
-    def on_frame(self, timings: dict[str, float], faces: int) -> None:
-        if self.paced is None:
-            self.latency.append(timings["total"])
-        else:
-            self.latency.append(time.monotonic() - self.paced.due)
-        self.faces.append(faces)
-
-
-class CountingSink:
-    def __init__(self, observer: Observer) -> None:
-        self.observer = observer
-
-    def publish_event(self, event: Any) -> None:
-        self.observer.events += 1
-
-    def publish_state(self, state: Any) -> None:
-        pass
-
-    def publish_stats(self, stats: dict[str, Any]) -> None:
-        pass
-
-
-class Counting:
-    """The real classifier; counts the faces it is given."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.observer: Observer | None = None
-
-    @property
-    def model_id(self) -> str:
-        return str(self.inner.model_id)
-
-    def classify(self, gray: Any, boxes: Any) -> Any:
-        if self.observer is not None:
-            self.observer.classified += len(boxes)
-        return self.inner.classify(gray, boxes)
-
-
-class Side:
-    def __init__(self, name: str, frames: Any, model: str | None) -> None:
-        from emopi.edge.config import Config
-        from emopi.edge.model_files import resolve_model
-        from emopi.edge.vision.classify import TFLiteClassifier
-
-        change, threads = SIDES[name]
-        self.name, self.frames = name, frames
-        self.cfg = Config(device_id="bench")
-        self.cfg.classify.threads = threads
-        if model:
-            self.cfg.classify.model = model
-        if change is not None:
-            change(self.cfg)
-        path = resolve_model(self.cfg.classify.model)
-        self.classifier = Counting(TFLiteClassifier(path, threads=threads))
-
-    def run(self, count: int, paced: bool = False) -> dict[str, Any]:
-        from emopi.edge.pipeline import build_pipeline
-
-        source = PacedSource(self.frames, 0, count) if paced else ArraySource(self.frames, 0, count)
-        observer = Observer(source if isinstance(source, PacedSource) else None)
-        self.classifier.observer = observer
-        pipeline = build_pipeline(
-            self.cfg,
-            source,
-            [CountingSink(observer)],
-            observers=[observer],
-            classifier=self.classifier,
-        )
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        pipeline.run()
-        return {
-            "latency_s": observer.latency,
-            "faces": observer.faces,
-            "classified": observer.classified,
-            "events": observer.events,
-            "wall_s": time.perf_counter() - wall0,
-            "cpu_s": time.process_time() - cpu0,
-        }
-
-
-def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    from emopi.edge.bench.probes import summarize
-
-    latency = [t for r in rounds for t in r["latency_s"]]
-    faces = [f for r in rounds for f in r["faces"]]
-    frames = len(latency)
-    wall = sum(r["wall_s"] for r in rounds)
-    cpu = sum(r["cpu_s"] for r in rounds)
-    return {
-        "frames": frames,
-        "fps": round(frames / wall, 1),
-        "fps_per_round": [round(len(r["latency_s"]) / r["wall_s"], 1) for r in rounds],
-        "cpu_ms_per_frame": round(cpu / frames * 1000, 3),
-        "cores_used": round(cpu / wall, 2),
-        "frame_ms": summarize(latency),
-        "frames_with_face": round(sum(1 for f in faces if f) / max(frames, 1), 3),
-        "faces_classified_per_frame": round(sum(r["classified"] for r in rounds) / frames, 3),
-        "events_per_round": [r["events"] for r in rounds],
-    }
+SIDES = ("before", "after", "after, 2 threads")  # compare_fer.EMOPI_SIDES
 
 
 def compare_video(video: Path, args: argparse.Namespace) -> dict[str, Any]:
     frames = decode(video, args.frames)
-    sides = [Side(name, frames, args.model) for name in SIDES]
+    count = len(frames)
+    sides = [EmopiSide(name, frames, args.model) for name in SIDES]
     for side in sides:  # model, caches, first-call costs
-        side.run(min(args.warmup, len(frames)))
-    results: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
-    for r in range(args.rounds):
-        for side in sides if r % 2 == 0 else sides[::-1]:
-            results[side.name].append(side.run(len(frames)))
-            print(f"{video.name} round {r + 1} {side.name}", file=sys.stderr)
-    table = {name: summary(rounds) for name, rounds in results.items()}
-    paced: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides[:2]}
-    for r in range(args.paced_rounds):
-        for side in sides[:2] if r % 2 == 0 else sides[1::-1]:
-            paced[side.name].append(side.run(len(frames), paced=True))
-            print(f"{video.name} paced round {r + 1} {side.name}", file=sys.stderr)
-    b, a, a2 = (table[n] for n in SIDES)
+        side.run(0, min(args.warmup, count))
+    label = f"{video.name} "
+    results = alternate(sides, args.rounds, lambda s: s.run(0, count), label)
+    paced = alternate(sides[:2], args.paced_rounds, lambda s: s.run(0, count, paced=True), label)
+    table = {name: side_summary(rounds) for name, rounds in results.items()}
+    b, a = table["before"], table["after"]
+    after_before = ratio(results, "after", "before")
     ratios = {
-        "after / before fps": round(a["fps"] / b["fps"], 2),
-        "after / before fps per round": [
-            round(rb["wall_s"] / ra["wall_s"], 2)
-            for ra, rb in zip(results["after"], results["before"], strict=True)
-        ],
+        "after / before fps": after_before["fps"],
+        "after / before fps per round": after_before["fps_per_round"],
         "before / after frame p95": round(b["frame_ms"]["p95"] / a["frame_ms"]["p95"], 2),
-        "2 threads / 1 thread fps": round(a2["fps"] / a["fps"], 2),
+        "2 threads / 1 thread fps": ratio(results, "after, 2 threads", "after")["fps"],
     }
     h, w = frames.shape[1:3]
     return {
         "video": video.name,
         "frame_size": [w, h],
-        "frames": len(frames),
+        "frames": count,
         "frames_mb": round(frames.nbytes / 2**20, 1),
         "sides": table,
         "ratios": ratios,
-        "paced_30fps": {name: summary(rounds) for name, rounds in paced.items() if rounds},
+        "paced_30fps": {name: side_summary(rounds) for name, rounds in paced.items() if rounds},
     }
 
 

@@ -22,51 +22,94 @@ def frames() -> np.ndarray:
 
 
 def test_emopi_side_runs_the_real_pipeline_on_the_frames(compare_fer, frames):
-    side = compare_fer.EmopiSide("emopi", frames, None, detect_every=1)
+    side = compare_fer.EmopiSide("every frame", frames, None)
     assert side.cfg.detect.full_every == 1 and not side.cfg.detect.threaded
     assert side.cfg.classify.threads == 1
     result = side.run(2, 10)
     assert len(result["latency_s"]) == len(result["faces"]) == 10
     assert all(t > 0 for t in result["latency_s"]) and result["cpu_s"] > 0
     assert max(result["faces"]) == 1  # the demo portrait, confirmed after two detections
+    assert result["classified"] >= 1 and result["events"] >= 1  # the `new` at least
+
+
+def test_the_sides_before_and_after_issue_16(compare_fer, frames):
+    before = compare_fer.EmopiSide("before", frames, None)
+    assert not before.cfg.detect.threaded and before.cfg.detect.width == 320
+    assert before.cfg.classify.every == 1 and before.cfg.classify.threads == 1
+    after = compare_fer.EmopiSide("after", frames, None)
+    assert after.cfg.detect.threaded and after.cfg.classify.threads == 1
+    assert compare_fer.EmopiSide("after, 2 threads", frames, None).cfg.classify.threads == 2
+    assert compare_fer.EMOPI_KEYS["after-2-threads"] == "after, 2 threads"
+
+
+def rounds(ms: float, n: int = 10, faces: int = 1, emopi: bool = True) -> list[dict]:
+    one = {"latency_s": [ms / 1000] * n, "faces": [faces] * n, "cpu_s": n * ms / 1000}
+    if emopi:
+        one |= {"classified": n, "events": 2}
+    return [{**one, "wall_s": n * ms / 1000} for _ in range(2)]
 
 
 def test_summary_ratios_and_report(compare_fer):
-    def rounds(ms: float, n: int = 10, faces: int = 1) -> list[dict]:
-        one = {"latency_s": [ms / 1000] * n, "faces": [faces] * n, "cpu_s": n * ms / 1000}
-        return [{**one, "wall_s": n * ms / 1000} for _ in range(2)]
-
-    results = {"fer (default: TFLite)": rounds(50.0), "emopi": rounds(5.0, faces=0)}
+    results = {
+        "fer (default: TFLite)": rounds(50.0, emopi=False),
+        "before": rounds(10.0),
+        "after": rounds(5.0, faces=0),
+        "after, 2 threads": rounds(4.0, faces=0),
+    }
     summary = {name: compare_fer.side_summary(r) for name, r in results.items()}
-    assert summary["emopi"]["fps"] == pytest.approx(200.0)
-    assert summary["emopi"]["frames_with_faces"] == 0
-    ratios = compare_fer.ratios(summary, results)
-    (key,) = ratios
-    assert key == "emopi / fer (default: TFLite)"
-    assert ratios[key]["fps"] == pytest.approx(10.0)
-    assert ratios[key]["fps_per_round"] == [10.0, 10.0]
-    report = {
-        "created": "now",
+    assert summary["after"]["fps"] == pytest.approx(200.0)
+    assert summary["after"]["frames_with_face"] == 0
+    assert summary["after"]["events_per_round"] == [2, 2]
+    assert "events_per_round" not in summary["fer (default: TFLite)"]
+    r = compare_fer.ratio(results, "after", "fer (default: TFLite)")
+    assert r["fps"] == pytest.approx(10.0) and r["fps_per_round"] == [10.0, 10.0]
+    fer = "fer (default: TFLite)"
+    video = {
         "video": "clip.mp4",
         "frame_size": [320, 240],
-        "frames_per_round": 10,
+        "frames": 10,
         "rounds": 2,
         "warmup_frames": 0,
+        "load_avg_1m": {"start": 1.0, "end": 2.0},
         "fer": {"call": "FER(mtcnn=False)", "fer": "x", "tensorflow": "y", "opencv": "z"},
-        "emopi": {"model": "m", "detect_width": 320},
+        "emopi": {"model": "m"},
+        "sides": summary,
+        "ratios": {
+            **{f"{e} / {fer}": compare_fer.ratio(results, e, fer) for e in list(results)[1:]},
+            "after, 2 threads / after": compare_fer.ratio(results, "after, 2 threads", "after"),
+        },
+    }
+    report = {
+        "created": "now",
         "machine": {
             "cpu_model": "cpu",
             "cores": 2,
-            "load_avg_1m": 0.0,
             "python": "3",
             "opencv": "4",
             "ai_edge_litert": "2",
         },
-        "sides": summary,
-        "ratio_emopi_over_fer": ratios,
+        "videos": [video],
     }
     text = compare_fer.markdown(report)
-    assert "| emopi | 200.0 |" in text and "**10.0x** fps" in text
+    assert (
+        "| clip.mp4 320x240 | after | 200.0 | 20.0 | **10.0x** (10.0) | 5.0 ms | 0% / 100% |"
+        in text
+    )
+    assert "| clip.mp4 320x240 | before | 100.0 | 20.0 | **5.0x** (10.0) |" not in text
+    assert "≥ 10x fer: 10.0x, met" in text and "frames with a face ≥ fer's: **missed**" in text
+    assert "2 threads ≥ 1.6x 1 thread: 1.25x, **missed**" in text
+    assert "| after | 200.0 |" in text and "320 px wide" not in text
+
+
+def test_sides_are_parsed_and_checked(compare_fer):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(fer_modes="none", emopi="before,after-2-threads")
+    compare_fer.parse_sides(parser, args)
+    assert args.fer_modes == [] and args.emopi == ["before", "after, 2 threads"]
+    with pytest.raises(SystemExit):
+        compare_fer.parse_sides(parser, argparse.Namespace(fer_modes="tflite", emopi="fast"))
 
 
 def test_missing_fer_venv_is_a_clear_exit(compare_fer, tmp_path):
