@@ -100,7 +100,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {s['cpu_ms_per_frame']} | {s['cores_used']} | {f['p50']:.2f} "
                 f"| {f['p95']:.2f} | {f['p99']:.2f} | {s['frames_with_face']:.0%} "
                 f"| {s['faces_classified_per_frame']} "
-                f"| {', '.join(map(str, s['events_per_round']))} |"
+                f"| {', '.join(map(str, s['events_per_pass']))} |"
             )
         lines += ["", *(f"- {k}: **{val}**" for k, val in v["ratios"].items()), ""]
         if v["paced_30fps"]:
@@ -117,7 +117,7 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {name} | {f['p50']:.2f} | {f['p95']:.2f} | {f['p99']:.2f} "
                     f"| {s['cpu_ms_per_frame']} | {s['frames_with_face']:.0%} "
-                    f"| {', '.join(map(str, s['events_per_round']))} |"
+                    f"| {', '.join(map(str, s['events_per_pass']))} |"
                 )
             lines.append("")
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """emopi next to the `fer` package: the same frames, in the same run, one thread each.
 
-    python benchmarks/compare_fer.py [VIDEO ...] [--frames N] [--rounds R] [--warmup N]
-        [--fer-python /path/to/fer-venv/bin/python] [--fer-modes tflite,keras]
+    python benchmarks/compare_fer.py [VIDEO ...] [--frames N] [--rounds R] [--chunks C]
+        [--warmup N] [--fer-python /path/to/fer-venv/bin/python] [--fer-modes tflite,keras]
         [--emopi before,after,after-2-threads,every-frame] [--model PATH] [--out DIR]
 
 The sides (this file owns them; ``before_after.py`` runs the emopi ones without fer):
@@ -28,9 +28,12 @@ How it stays fair:
   ``cv2.setNumThreads(1)``. emopi runs in this process: the real pipeline
   (``build_pipeline``) with ``threads = 1`` (which also sets ``cv2.setNumThreads(1)``),
   except the 2-thread side.
-* Rounds alternate the order (fer, before, after, ..., then the reverse), each side doing
-  every frame once per round, so drifting machine load hits all alike; ratios are also
-  computed per round, from neighbouring measurements.
+* Rounds alternate the order (fer, before, after, ..., then the reverse), so drifting machine
+  load hits all alike; ratios are also computed per round, from neighbouring measurements.
+  fer is 10-30 times slower: in a round its pass over the frames is cut into ``--chunks``
+  pieces, and every emopi side does a full pass over the frames between two pieces (the
+  order reversed each time). Both then sample the machine over the same minutes; a single
+  emopi pass would sample one second of it while fer's pass samples minutes.
 * Every side starts from a BGR frame in memory and ends with emotions per face. emopi's
   events go to a counting null sink: fer publishes nothing either.
 
@@ -380,39 +383,84 @@ def alternate(
     rounds: int,
     run: Callable[[Any], dict[str, Any]],
     label: str = "",
+    slow: Sequence[Side] = (),
+    count: int = 0,
+    chunks: int = 1,
 ) -> dict[str, list[dict[str, Any]]]:
-    """``run(side)`` for every side, ``rounds`` times, the order reversed every other round."""
-    results: dict[str, list[dict[str, Any]]] = {side.name: [] for side in sides}
+    """``run(side)`` (a full pass) for every side, ``rounds`` times, the order reversed every
+    other time, so that drifting machine load hits all alike.
+
+    ``slow`` sides (fer: 10-30 times slower than emopi) do their pass over ``count`` frames in
+    ``chunks`` pieces, each side of ``sides`` doing a full pass between two pieces: every side
+    then measures over the same stretch of time, instead of a fast side sampling a second of
+    the load while a slow one samples minutes. Results carry their ``round``; a slow side's
+    pieces are merged into one result a round.
+    """
+    results: dict[str, list[dict[str, Any]]] = {side.name: [] for side in [*slow, *sides]}
+    bounds = [count * c // chunks for c in range(chunks + 1)]
+
+    def report(name: str, r: int, result: dict[str, Any]) -> None:
+        fps = len(result["latency_s"]) / result["wall_s"]
+        print(f"{label}round {r + 1}/{rounds} {name}: {fps:.1f} fps", file=sys.stderr)
+
     for r in range(rounds):
-        for side in sides if r % 2 == 0 else sides[::-1]:
-            result = run(side)
-            results[side.name].append(result)
-            fps = len(result["latency_s"]) / result["wall_s"]
-            print(f"{label}round {r + 1}/{rounds} {side.name}: {fps:.1f} fps", file=sys.stderr)
+        pieces: dict[str, list[dict[str, Any]]] = {side.name: [] for side in slow}
+        for c in range(chunks):
+            steps: list[tuple[Side, bool]] = [(s, True) for s in slow] + [(s, False) for s in sides]
+            for side, is_slow in steps if (r * chunks + c) % 2 == 0 else steps[::-1]:
+                if is_slow:
+                    pieces[side.name].append(side.run(bounds[c], bounds[c + 1] - bounds[c]))
+                    continue
+                result = {**run(side), "round": r}
+                results[side.name].append(result)
+                report(side.name, r, result)
+        for name, parts in pieces.items():
+            merged = {
+                "latency_s": [t for p in parts for t in p["latency_s"]],
+                "faces": [f for p in parts for f in p["faces"]],
+                "wall_s": sum(p["wall_s"] for p in parts),
+                "cpu_s": sum(p["cpu_s"] for p in parts),
+                "round": r,
+            }
+            results[name].append(merged)
+            report(name, r, merged)
     return results
 
 
-def side_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def round_fps(runs: list[dict[str, Any]]) -> list[float]:
+    """Frames / wall time of each round (a round may hold several passes)."""
+    rounds = sorted({run.get("round", i) for i, run in enumerate(runs)})
+    out = []
+    for k in rounds:
+        these = [run for i, run in enumerate(runs) if run.get("round", i) == k]
+        out.append(
+            sum(len(run["latency_s"]) for run in these) / sum(run["wall_s"] for run in these)
+        )
+    return out
+
+
+def side_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     from emopi.edge.bench.probes import summarize
 
-    latency = [t for r in rounds for t in r["latency_s"]]
-    faces = [f for r in rounds for f in r["faces"]]
+    latency = [t for r in runs for t in r["latency_s"]]
+    faces = [f for r in runs for f in r["faces"]]
     frames = len(latency)
-    wall = sum(r["wall_s"] for r in rounds)
-    cpu = sum(r["cpu_s"] for r in rounds)
+    wall = sum(r["wall_s"] for r in runs)
+    cpu = sum(r["cpu_s"] for r in runs)
     out = {
         "frames": frames,
+        "passes": len(runs),
         "fps": round(frames / wall, 2),
         "fps_cpu_time": round(frames / cpu, 2) if cpu else None,
-        "fps_per_round": [round(len(r["latency_s"]) / r["wall_s"], 1) for r in rounds],
+        "fps_per_round": [round(f, 1) for f in round_fps(runs)],
         "cpu_ms_per_frame": round(cpu / frames * 1000, 3),
         "cores_used": round(cpu / wall, 2),
         "frame_ms": summarize(latency),
         "frames_with_face": round(sum(1 for f in faces if f) / max(frames, 1), 3),
     }
-    if "classified" in rounds[0]:  # emopi's sides
-        out["faces_classified_per_frame"] = round(sum(r["classified"] for r in rounds) / frames, 3)
-        out["events_per_round"] = [r["events"] for r in rounds]
+    if "classified" in runs[0]:  # emopi's sides
+        out["faces_classified_per_frame"] = round(sum(r["classified"] for r in runs) / frames, 3)
+        out["events_per_pass"] = sorted({r["events"] for r in runs})
     return out
 
 
@@ -421,8 +469,8 @@ def ratio(results: dict[str, list[dict[str, Any]]], faster: str, slower: str) ->
     a, b = side_summary(results[faster]), side_summary(results[slower])
     cpu = a["fps_cpu_time"] / b["fps_cpu_time"] if a["fps_cpu_time"] and b["fps_cpu_time"] else 0
     per_round = [
-        round(rb["wall_s"] / ra["wall_s"], 2)
-        for ra, rb in zip(results[faster], results[slower], strict=True)
+        round(fa / fb, 2)
+        for fa, fb in zip(round_fps(results[faster]), round_fps(results[slower]), strict=True)
     ]
     return {
         "fps": round(a["fps"] / b["fps"], 2),
@@ -455,7 +503,15 @@ def compare_video(video: Path, args: argparse.Namespace) -> dict[str, Any]:
             for side in sides:  # model load, first-call tracing, caches
                 side.run(0, warm)
             load_start = machine_facts()["load_avg_1m"]
-            results = alternate(sides, args.rounds, lambda s: s.run(0, count), f"{video.name} ")
+            results = alternate(
+                emopi,
+                args.rounds,
+                lambda s: s.run(0, count),
+                f"{video.name} ",
+                slow=fers,
+                count=count,
+                chunks=args.chunks if fers else 1,
+            )
             load_end = machine_facts()["load_avg_1m"]
         finally:
             for fer in fers:
@@ -466,6 +522,7 @@ def compare_video(video: Path, args: argparse.Namespace) -> dict[str, Any]:
         "frames": count,
         "frames_mb": frames_mb,
         "rounds": args.rounds,
+        "chunks": args.chunks if fers else 1,
         "warmup_frames": warm,
         "load_avg_1m": {"start": load_start, "end": load_end},
         "sides": {name: side_summary(rounds) for name, rounds in results.items()},
@@ -496,9 +553,9 @@ TARGETS = {
 def issue_table(videos: list[dict[str, Any]]) -> list[str]:
     """Issue 16's table: per video and emopi side, against the first fer side."""
     lines = [
-        "| video | emopi | emopi fps | fer fps | ratio (per round) | emopi whole-frame p95 "
-        "| frames with a face, emopi / fer |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| video | emopi | emopi fps | fer fps | ratio (per round) | ratio, CPU time "
+        "| emopi whole-frame p95 | frames with a face, emopi / fer |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for v in videos:
         w, h = v["frame_size"]
@@ -512,11 +569,11 @@ def issue_table(videos: list[dict[str, Any]]) -> list[str]:
                 r = v["ratios"][f"{name} / {fer}"]
                 spread = "-".join(map(str, minmax(r["fps_per_round"])))
                 fer_fps, ratio_ = f"{f['fps']:.1f}", f"**{r['fps']:.1f}x** ({spread})"
-                fer_faces = f"{f['frames_with_face']:.0%}"
+                cpu, fer_faces = f"{r['fps_cpu_time']:.1f}x", f"{f['frames_with_face']:.0%}"
             else:
-                fer_fps, ratio_, fer_faces = "-", "-", "-"
+                fer_fps, ratio_, cpu, fer_faces = "-", "-", "-", "-"
             lines.append(
-                f"| {v['video']} {w}x{h} | {name} | {s['fps']:.1f} | {fer_fps} | {ratio_} "
+                f"| {v['video']} {w}x{h} | {name} | {s['fps']:.1f} | {fer_fps} | {ratio_} | {cpu} "
                 f"| {s['frame_ms']['p95']:.1f} ms | {s['frames_with_face']:.0%} / {fer_faces} |"
             )
     return lines
@@ -591,13 +648,13 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "| side | fps | per round | fps (CPU time) | CPU ms/frame | cores used "
             "| frame p50 ms | p95 ms | p99 ms | frames with a face | faces classified/frame "
-            "| events per round |",
+            "| events a pass |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for name, s in v["sides"].items():
             f = s["frame_ms"]
             classified = s.get("faces_classified_per_frame", "")
-            events = ", ".join(map(str, s.get("events_per_round", [])))
+            events = ", ".join(map(str, s.get("events_per_pass", [])))
             lines.append(
                 f"| {name} | {s['fps']:.1f} | {', '.join(map(str, s['fps_per_round']))} "
                 f"| {s['fps_cpu_time']} | {s['cpu_ms_per_frame']} | {s['cores_used']} "
@@ -648,6 +705,12 @@ def main() -> None:
     parser.add_argument("videos", nargs="*", default=[str(VIDEO)])
     parser.add_argument("--frames", type=int, help="first N frames (default: all)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=4,
+        help="fer's pass of a round in this many pieces, emopi's full passes between them",
+    )
     parser.add_argument("--warmup", type=int, default=20, help="untimed frames per side first")
     parser.add_argument("--fer-python", default=FER_PYTHON, help="python of the fer venv")
     parser.add_argument("--model", help="emopi int8 model (default: the shipped one)")

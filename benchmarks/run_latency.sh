@@ -57,7 +57,7 @@ if want before-after; then
 fi
 if want fer; then
   if [ -x "$fer_python" ]; then
-    python benchmarks/compare_fer.py "$video" "$tmp/stage.mp4" --rounds 3 \
+    python benchmarks/compare_fer.py "$video" "$tmp/stage.mp4" --rounds 2 --chunks 4 \
       --fer-python "$fer_python" --out "$out/compare-fer" >/dev/null
     echo "== $out/compare-fer"
   else

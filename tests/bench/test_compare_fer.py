@@ -59,8 +59,8 @@ def test_summary_ratios_and_report(compare_fer):
     summary = {name: compare_fer.side_summary(r) for name, r in results.items()}
     assert summary["after"]["fps"] == pytest.approx(200.0)
     assert summary["after"]["frames_with_face"] == 0
-    assert summary["after"]["events_per_round"] == [2, 2]
-    assert "events_per_round" not in summary["fer (default: TFLite)"]
+    assert summary["after"]["events_per_pass"] == [2]
+    assert "events_per_pass" not in summary["fer (default: TFLite)"]
     r = compare_fer.ratio(results, "after", "fer (default: TFLite)")
     assert r["fps"] == pytest.approx(10.0) and r["fps_per_round"] == [10.0, 10.0]
     fer = "fer (default: TFLite)"
@@ -92,10 +92,10 @@ def test_summary_ratios_and_report(compare_fer):
     }
     text = compare_fer.markdown(report)
     assert (
-        "| clip.mp4 320x240 | after | 200.0 | 20.0 | **10.0x** (10.0) | 5.0 ms | 0% / 100% |"
-        in text
+        "| clip.mp4 320x240 | after | 200.0 | 20.0 | **10.0x** (10.0) | 10.0x | 5.0 ms "
+        "| 0% / 100% |" in text
     )
-    assert "| clip.mp4 320x240 | before | 100.0 | 20.0 | **5.0x** (10.0) |" not in text
+    assert "| clip.mp4 320x240 | before | 100.0 | 20.0 | **5.0x** (5.0) | 5.0x |" in text
     assert "≥ 10x fer: 10.0x, met" in text and "frames with a face ≥ fer's: **missed**" in text
     assert "2 threads ≥ 1.6x 1 thread: 1.25x, **missed**" in text
     assert "| after | 200.0 |" in text and "320 px wide" not in text
@@ -115,3 +115,30 @@ def test_sides_are_parsed_and_checked(compare_fer):
 def test_missing_fer_venv_is_a_clear_exit(compare_fer, tmp_path):
     with pytest.raises(SystemExit, match="set up the fer venv"):
         compare_fer.FerWorker(str(tmp_path / "no-python"), tmp_path / "f.npy", "tflite")
+
+
+def test_slow_sides_run_in_chunks_between_full_passes_of_the_fast_ones(compare_fer):
+    calls = []
+
+    class Fake:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, start: int, count: int) -> dict:
+            calls.append((self.name, start, count))
+            one = {"latency_s": [0.01] * count, "faces": [1] * count, "wall_s": 0.01 * count}
+            return {**one, "cpu_s": 0.01 * count}
+
+    fer, a, b = Fake("fer"), Fake("a"), Fake("b")
+    results = compare_fer.alternate(
+        [a, b], 2, lambda s: s.run(0, 10), slow=[fer], count=10, chunks=2
+    )
+    assert calls == [
+        *[("fer", 0, 5), ("a", 0, 10), ("b", 0, 10)],  # round 1, first half of fer's pass
+        *[("b", 0, 10), ("a", 0, 10), ("fer", 5, 5)],  # then the reverse order
+        *[("fer", 0, 5), ("a", 0, 10), ("b", 0, 10)],  # round 2
+        *[("b", 0, 10), ("a", 0, 10), ("fer", 5, 5)],
+    ]
+    assert [r["round"] for r in results["fer"]] == [0, 1]
+    assert len(results["fer"][0]["latency_s"]) == 10 and len(results["a"]) == 4
+    assert compare_fer.round_fps(results["a"]) == pytest.approx([100.0, 100.0])

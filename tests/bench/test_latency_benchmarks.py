@@ -39,7 +39,7 @@ def test_before_after_measures_every_side_flat_out_and_paced(clip):
     for side in sides.values():
         assert side["frames"] == 24 and side["fps"] > 0 and len(side["fps_per_round"]) == 1
         assert side["frame_ms"]["n"] == 24 and side["frames_with_face"] > 0.5
-        assert side["events_per_round"][0] >= 2  # the portrait's `new` and `end` at least
+        assert side["events_per_pass"][0] >= 2  # the portrait's `new` and `end` at least
     # every face on every frame before; new, moved or every third frame after
     assert (
         sides["before"]["faces_classified_per_frame"] > sides["after"]["faces_classified_per_frame"]
