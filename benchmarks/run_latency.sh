@@ -16,8 +16,8 @@
 # VIDEO defaults to ../shared/data/video/liveportrait_d3.mp4 (512x512, one face); a 640x360
 # "stage" clip with four smaller faces is made from it in a temporary folder. The fer step
 # needs the fer venv (benchmarks/README.md; $FER_PYTHON, else ../fer-venv/bin/python): without
-# it, it says so in one line and the other steps run. All steps take about 20 minutes on an
-# idle 2-core machine, the fer step about half of it.
+# it, it says so in one line and the other steps run. All steps should take about 13 minutes
+# on an idle 2-core machine, the fer step about 3 of them (10 on a heavily loaded one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=haar,classify,before-after,fer,threads
