@@ -16,6 +16,11 @@ old (default 5, as ``[detect] every``: a file keeps the scan cadence of inline d
 and a camera at 30 fps gets there only if a scan takes over 167 ms). ``max_lag = 1`` makes
 the stage deterministic for tests: the boxes of the frame handed over at frame n are
 applied exactly at frame n + 1.
+
+While no face is confirmed, the loop also waits for the scan in flight: such a frame has
+nothing to classify or track, so the wait costs only latency of frames that show no face, and
+a face coming into view is announced as soon as inline detection would announce it (flat out
+from a file, the scans would otherwise run several frames behind at the start of every face).
 """
 
 from __future__ import annotations
@@ -75,8 +80,11 @@ def run_scan(detector: Detector, job: ScanJob) -> ScanResult:
 class PassPlan:
     """Which frames get a detection pass, and which passes scan the whole frame.
 
-    A pass is due ``every`` frames after the previous one started; with faces tracked, only
-    every ``full_every``-th pass is a full scan and the others look around the tracked faces.
+    A pass is due ``every`` frames after the previous one started, or on the next frame while
+    a track waits for its confirming detection (a new face is announced a frame after it is
+    first seen, not ``every`` frames later; that pass looks only around the tracked faces
+    unless a full scan is due). With faces tracked, only every ``full_every``-th pass is a
+    full scan and the others look around the tracked faces.
     """
 
     def __init__(self, every: int, full_every: int) -> None:
@@ -84,8 +92,10 @@ class PassPlan:
         self.last: int | None = None  # frame of the latest pass
         self.passes = 0
 
-    def due(self, frame_no: int) -> bool:
-        return self.last is None or frame_no - self.last >= self.every
+    def due(self, frame_no: int, tracker: Tracker) -> bool:
+        if self.last is None or frame_no - self.last >= self.every:
+            return True
+        return frame_no > self.last and any(not t.confirmed for t in tracker.tracks.values())
 
     def job(self, frame_no: int, frame: Frame, tracker: Tracker) -> ScanJob:
         tracked = tuple(tr.box for tr in tracker.tracks.values())
@@ -113,7 +123,7 @@ class InlineDetection:
 
     def step(self, frame_no: int, frame: Frame, tracker: Tracker) -> StepResult:
         result = None
-        if self.plan.due(frame_no):
+        if self.plan.due(frame_no, tracker):
             result = run_scan(self.detector, self.plan.job(frame_no, frame, tracker))
         return apply(tracker, result, frame.mono)
 
@@ -140,15 +150,17 @@ class ThreadedDetection:
         self._thread: threading.Thread | None = None  # started with the first scan
 
     def step(self, frame_no: int, frame: Frame, tracker: Tracker) -> StepResult:
-        step = apply(tracker, self._take(frame_no), None)
-        if self._in_flight is None and self.plan.due(frame_no):
+        step = apply(tracker, self._take(frame_no, must=not tracker.confirmed), None)
+        if self._in_flight is None and self.plan.due(frame_no, tracker):
             self._submit(self.plan.job(frame_no, frame, tracker))
         return step
 
-    def _take(self, frame_no: int) -> ScanResult | None:
+    def _take(self, frame_no: int, must: bool) -> ScanResult | None:
+        """The scan in flight's result if it is done; waits for it when ``must`` or when its
+        frame is ``max_lag`` frames old."""
         if self._in_flight is None:
             return None
-        wait = frame_no - self._in_flight >= self.max_lag
+        wait = must or frame_no - self._in_flight >= self.max_lag
         with self._cond:
             if wait:
                 self._cond.wait_for(lambda: self._result is not None or self._error is not None)
