@@ -65,8 +65,10 @@ def test_threaded_detection_gives_the_events_of_inline_detection(model, video):
 
     assert len(inline) > 2 and {e.type for _, e in inline} == {"new", "update", "end"}
     assert [key(e) for _, e in threaded] == [key(e) for _, e in inline]
+    # A face starts a frame later threaded (its boxes arrive a frame later); its smoothing
+    # then starts from another frame, so a later change of emotion can land a frame either way.
     shifts = [t - i for (t, _), (i, _) in zip(threaded, inline, strict=True)]
-    assert all(0 <= s <= 2 for s in shifts), shifts
+    assert shifts[0] == 1 and all(abs(s) <= 2 for s in shifts), shifts
 
 
 def test_a_failing_scan_reaches_the_frame_loop():
