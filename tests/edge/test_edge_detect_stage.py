@@ -71,6 +71,25 @@ def test_threaded_detection_gives_the_events_of_inline_detection(model, video):
     assert shifts[0] == 1 and all(abs(s) <= 2 for s in shifts), shifts
 
 
+def test_a_new_face_is_confirmed_on_the_next_frames_even_threaded():
+    """Until a face is confirmed the threaded loop waits for the scan in flight, and a track
+    waiting for its confirming detection gets it on the next frame, not ``every`` later."""
+    from emopi.edge import assets
+
+    gray = cv2.imread(str(Path(assets.__file__).with_name("demo-face.jpg")), cv2.IMREAD_GRAYSCALE)
+    tracker = Tracker()
+    settings = DetectSettings(threaded=True, every=5, max_lag=1000)  # lag alone never waits
+    detection = make_detection(HaarDetector(), settings)
+    try:
+        for index in range(3):
+            detection.step(index, Frame(0.0, index / 30, gray, index), tracker)
+            if index == 1:  # frame 0's scan, waited for: a tentative track
+                assert [t.confirmed for t in tracker.tracks.values()] == [False]
+        assert len(tracker.confirmed) == 1  # frame 1's confirming scan, applied at frame 2
+    finally:
+        detection.close()
+
+
 def test_a_failing_scan_reaches_the_frame_loop():
     tracker = Tracker()
     detection = make_detection(HaarDetector(), DetectSettings(threaded=True, max_lag=1))
