@@ -252,14 +252,13 @@ EMOPI_KEYS = {name.replace(",", "").replace(" ", "-"): name for name in EMOPI_SI
 
 class Observer:
     """Per frame: whole-frame time (or capture -> publish when paced) and faces announced;
-    per run: faces classified and events."""
+    per run: faces classified."""
 
     def __init__(self, source: ArraySource, paced: bool) -> None:
         self.source, self.paced = source, paced
         self.latency: list[float] = []
         self.faces: list[int] = []
         self.classified = 0
-        self.events = 0
 
     def on_frame(self, timings: dict[str, float], faces: int) -> None:
         if self.paced:
@@ -267,25 +266,6 @@ class Observer:
         else:
             self.latency.append(timings["total"])
         self.faces.append(faces)
-
-
-class CountingSink:
-    """A null sink that counts events."""
-
-    def __init__(self, observer: Observer) -> None:
-        self.observer = observer
-
-    def publish_event(self, event: Any) -> None:
-        self.observer.events += 1
-
-    def publish_state(self, state: Any) -> None:
-        pass
-
-    def publish_stats(self, stats: dict[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class Counting:
@@ -326,15 +306,17 @@ class EmopiSide:
         self.classifier = Counting(TFLiteClassifier(path, threads=threads))
 
     def run(self, start: int, count: int, paced: bool = False) -> dict[str, Any]:
+        from emopi.edge.bench.probes import CountingSink, NullSink
         from emopi.edge.pipeline import build_pipeline
 
         source = (PacedSource if paced else ArraySource)(self.frames, start, count)
+        sink = CountingSink(NullSink())  # nobody takes its count before the end: all events
         observer = Observer(source, paced)
         self.classifier.observer = observer
         pipeline = build_pipeline(
             self.cfg,
             source,
-            [CountingSink(observer)],
+            [sink],
             observers=[observer],
             classifier=self.classifier,
         )
@@ -344,7 +326,7 @@ class EmopiSide:
             "latency_s": observer.latency,
             "faces": observer.faces,
             "classified": observer.classified,
-            "events": observer.events,
+            "events": sink.take(),
             "wall_s": time.perf_counter() - wall0,
             "cpu_s": time.process_time() - cpu0,
         }
