@@ -35,9 +35,11 @@ def more_events(emopi: Emopi, count: int, timeout: float = 20) -> None:
     emopi.wait_for(lambda: len(emopi.events()) >= target, timeout, f"{count} more events")
 
 
-def outages_ended(stderr: str) -> int:
-    """How many outages ended: their one INFO line each."""
-    return sum(" INFO " in ln and " back after an outage of " in ln for ln in stderr.splitlines())
+def outage_ends(stderr: str) -> list[str]:
+    """The outages that ended: their one INFO line each."""
+    return [
+        ln for ln in stderr.splitlines() if " INFO " in ln and " back after an outage of " in ln
+    ]
 
 
 def spool_depth(tmp_path: Path) -> int:
@@ -70,7 +72,7 @@ def test_down_at_start_then_restarted_three_times(own_mosquitto, tmp_path, blink
             # Back and drained before the next stop: on a loaded machine the reconnect can
             # take longer than four events, and two restarts would then be one outage.
             emopi.wait_for(
-                lambda n=restart: outages_ended(emopi.stderr()) >= n, 30, "the outage's end"
+                lambda n=restart: len(outage_ends(emopi.stderr())) >= n, 30, "the outage's end"
             )
         more_events(emopi, 4)
     finally:
@@ -90,7 +92,7 @@ def test_down_at_start_then_restarted_three_times(own_mosquitto, tmp_path, blink
     assert len(warnings) == 4, warnings  # down at start, then one per restart
     assert "connection refused (is the broker running on that port?)" in warnings[0]
     assert sum("lost MQTT broker" in ln for ln in warnings) == 3
-    backs = [ln for ln in lines if " INFO " in ln and " back after an outage of " in ln]
+    backs = outage_ends(stderr)
     assert len(backs) == 3 and all(ln.endswith(" spooled events sent") for ln in backs)
 
 
