@@ -29,11 +29,21 @@ EDGE_COMMANDS: tuple[str, ...] = (
 )
 
 #: Top-level modules of each extra, for one clear line when an extra is not installed.
-EDGE_MODULES = ("numpy", "cv2", "ai_edge_litert", "paho", "amqtt", "sdnotify", "aiohttp")
-TRAIN_MODULES = ("tensorflow", "keras", "matplotlib", "sklearn")
 EXTRA_OF = {
-    **dict.fromkeys((*EDGE_MODULES, "prometheus_client"), "edge"),
-    **dict.fromkeys(TRAIN_MODULES, "train"),
+    **dict.fromkeys(
+        (
+            "numpy",
+            "cv2",
+            "ai_edge_litert",
+            "paho",
+            "amqtt",
+            "sdnotify",
+            "prometheus_client",
+            "aiohttp",
+        ),
+        "edge",
+    ),
+    **dict.fromkeys(("tensorflow", "keras", "matplotlib", "sklearn"), "train"),
 }
 
 
